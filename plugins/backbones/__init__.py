@@ -1,0 +1,7 @@
+"""Built-in backbone components."""
+from vattfw import Component, hookimpl
+
+
+@hookimpl
+def vattfw_components() -> list[Component]:
+    return []

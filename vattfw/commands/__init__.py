@@ -1,0 +1,1 @@
+"""Sub-commands of the `vattfw` CLI, one module each (see vattfw.cli.COMMANDS)."""

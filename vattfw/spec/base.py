@@ -1,0 +1,56 @@
+"""Building blocks shared by every spec section and every plugin Config."""
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
+
+
+class Section(BaseModel):
+    """Base of every spec section and plugin Config: unknown keys are errors,
+    assignments are validated, YAML ints are accepted where a string is expected."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True,
+                              coerce_numbers_to_str=True, protected_namespaces=())
+
+
+# Plugin Configs derive from this too; the alias reads better in plugin code.
+PluginConfig = Section
+
+
+class PluginSpec(BaseModel):
+    """A ``{name: PLUGIN, ...fields}`` section.  Pydantic keeps the raw fields; the
+    spec loader then validates them with the named plugin's own Config model (it
+    needs the plugin host, which plain pydantic validation does not have)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: ClassVar[str] = ""
+
+    name: str | None = None
+    fields: dict[str, Any] = {}
+    config: Any = None  # the plugin's validated Config, set by the loader
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if isinstance(data, str):  # shorthand: ``optimizer: adam``
+            return {"name": data, "fields": {}}
+        if isinstance(data, BaseModel) and not isinstance(data, PluginSpec):
+            return {"name": None, "fields": {}, "config": data}
+        if isinstance(data, dict) and "fields" not in data:
+            rest = dict(data)
+            return {"name": rest.pop("name", None), "fields": rest}
+        return data
+
+    @model_serializer
+    def _dump(self) -> dict[str, Any]:
+        body = self.config.model_dump() if isinstance(self.config, BaseModel) else dict(self.fields)
+        return {"name": self.name, **body}
+
+
+@cache
+def plugin(kind: str) -> type[PluginSpec]:
+    """The spec field type for a component of ``kind``: ``backbone: plugin("backbone")``."""
+    return type(f"{kind.title()}Spec", (PluginSpec,), {"__annotations__": {"kind": ClassVar[str]},
+                                                     "kind": kind, "__module__": __name__})

@@ -1,0 +1,61 @@
+"""Run-level sections: run, mesh, train, checkpoint, tracking, eval."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import Section, plugin
+
+
+class RunSection(Section):
+    name: str = Field("vatt", description="Run name: the run folder and the mlflow run are named after it.")
+    seed: int = Field(0, ge=0, description="Seed for parameters, data order, augmentation and DropToken.")
+    output_dir: str = Field("runs", description="Folder under which the run folder <output_dir>/<name> is created.")
+
+
+class MeshSection(Section):
+    data: int = Field(-1, ge=-1, description="Size of the data-parallel axis; -1 = the devices left over.")
+    fsdp: int = Field(1, ge=-1, description="Size of the FSDP axis (parameters sharded); -1 = the devices left over.")
+    tensor: int = Field(1, ge=-1, description="Size of the tensor-parallel axis (attention/MLP weights split); -1 = the rest.")
+
+    @model_validator(mode="after")
+    def _one_wildcard(self) -> "MeshSection":
+        sizes = {"data": self.data, "fsdp": self.fsdp, "tensor": self.tensor}
+        if 0 in sizes.values():
+            raise ValueError(f"axis sizes must be >= 1 or -1, got {sizes}")
+        if list(sizes.values()).count(-1) > 1:
+            raise ValueError(f"at most one axis may be -1 (the rest of the devices), got {sizes}")
+        return self
+
+    def fixed_batch_axes(self) -> int | None:
+        """data x fsdp when both are fixed, else None (known only once devices are counted)."""
+        return None if -1 in (self.data, self.fsdp) else self.data * self.fsdp
+
+
+class TrainSection(Section):
+    global_batch_size: int = Field(2048, ge=1, description="Clips per optimiser step, summed over all devices.")
+    steps: int = Field(500_000, ge=1, description="Optimiser steps to train for.")
+    grad_accumulation: int = Field(1, ge=1, description="Micro-batches per optimiser step; global_batch_size must divide by it.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 matmuls with fp32 parameters.")
+    log_every: int = Field(10, ge=1, description="Steps between metric logs (read in a step closure).")
+    nan_policy: Literal["stop", "skip"] = Field(
+        "stop", description="On a NaN/inf loss: stop (keeping the last good checkpoint) or skip the step and count it.")
+
+
+class CheckpointSection(Section):
+    every_steps: int = Field(1000, ge=1, description="Steps between checkpoints (one is also written at the end and on SIGTERM/SIGINT).")
+    keep_last: int = Field(3, ge=1, description="Checkpoints kept; older ones are deleted after a new one is complete.")
+    resume: str = Field("auto", description="'auto' = continue from the newest valid checkpoint of this run, 'never', or a checkpoint path.")
+
+
+class TrackingSection(Section):
+    trackers: list[plugin("tracker")] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [{"name": "mlflow"}],
+        description="Tracker plugins that receive the lifecycle hooks (default: mlflow).")
+
+
+class EvalSection(Section):
+    every_steps: int = Field(0, ge=0, description="Evaluate every N training steps during `vattfw run`; 0 = only at the end.")
+    evaluators: list[plugin("evaluator")] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="Evaluator plugins run by `vattfw eval` and by `vattfw run`.")
