@@ -154,7 +154,7 @@ class PluginHost:
             return self.components[(kind, name)]
         except KeyError:
             known = ", ".join(repr(n) for n in self.names(kind)) or "none installed"
-            raise UserError(Problem(f"unknown {kind} {name!r}; registered {kind}s: {known}")) from None
+            raise UserError(Problem(f"unknown {kind} {name!r}; registered {plural(kind)}: {known}")) from None
 
 
     def component_for(self, kind: str, config: BaseModel) -> Component:
@@ -164,6 +164,10 @@ class PluginHost:
             raise UserError(Problem(f"{type(config).__name__} is the Config of {len(found)} {kind}s; "
                                     f"pass {{'name': ..., ...}} to say which"))
         return found[0]
+
+
+def plural(kind: str) -> str:
+    return kind + ("es" if kind.endswith("s") else "s")
 
 
 def _new_manager() -> pluggy.PluginManager:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import Problem, UserError
+from ..host import plural
 from .base import PluginSpec
 from .schema import Spec
 
@@ -156,12 +157,12 @@ def _resolve_one(ref: PluginSpec, host: Any, at: Path_, origins: Origins, file: 
         return []
     known = ", ".join(host.names(ref.kind)) or "none installed"
     if ref.name is None:
-        return [_locate(Problem(f"missing required field 'name'; registered {ref.kind}s: {known}"),
+        return [_locate(Problem(f"missing required field 'name'; registered {plural(ref.kind)}: {known}"),
                         at + ("name",), origins, file)]
     if (ref.kind, ref.name) not in host.components:
         close = difflib.get_close_matches(ref.name, host.names(ref.kind), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return [_locate(Problem(f"unknown {ref.kind} {ref.name!r}{hint}; registered {ref.kind}s: {known}"),
+        return [_locate(Problem(f"unknown {ref.kind} {ref.name!r}{hint}; registered {plural(ref.kind)}: {known}"),
                         at + ("name",), origins, file)]
     config_cls = host.components[(ref.kind, ref.name)].config
     try:
