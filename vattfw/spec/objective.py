@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Section, plugin
 
@@ -19,9 +19,17 @@ class LossTerm(Section):
 class LossesSection(Section):
     terms: dict[str, LossTerm] = Field(
         default_factory=lambda: {
-            "nce_va": {"loss": {"name": "nce"}, "weight": 1.0, "x": "video_va", "y": "audio_va"},
+            "nce_va": {"loss": {"name": "nce"}, "weight": 1.0, "x": "video_va", "y": "audio_va", "mask": "audio_mask"},
             "mil_nce_vt": {"loss": {"name": "mil_nce"}, "weight": 1.0, "x": "video_vt", "y": "text_vt", "mask": "text_mask"},
         },
         description="Named loss terms; each is logged as loss/<name>.")
     combine: Literal["sum", "normalized"] = Field(
         "sum", description="sum: total = sum w_i L_i (the paper); normalized: sum w_i L_i / sum w_i (the released code).")
+
+    @model_validator(mode="after")
+    def _usable(self) -> "LossesSection":
+        if not self.terms:
+            raise ValueError("terms: at least one loss term is needed")
+        if self.combine == "normalized" and sum(t.weight for t in self.terms.values()) <= 0:
+            raise ValueError("combine 'normalized' divides by the sum of the term weights, which is 0")
+        return self
