@@ -8,7 +8,7 @@ import sys
 
 from .errors import PluginError, UserError
 
-COMMANDS = ["plugins", "validate"]
+COMMANDS = ["plugins", "validate", "summary"]
 EXIT_USER_ERROR = 2
 
 

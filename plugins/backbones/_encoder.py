@@ -1,0 +1,132 @@
+"""Pre-LN Transformer encoder written with explicit ``[B, H, T, hd]`` attention.
+
+Module names (the engine shards them over the ``tensor`` mesh axis):
+``layers.<i>.attn.q|k|v`` (column-parallel: split by output), ``layers.<i>.attn.o`` (row-parallel:
+split by input), ``layers.<i>.mlp.fc1`` (column), ``layers.<i>.mlp.fc2`` (row); norms are
+``layers.<i>.ln1``, ``layers.<i>.ln2`` and ``norm`` (final).  nn.MultiheadAttention is avoided on
+purpose: its ``[T, B*H, hd]`` layout loses batch sharding under SPMD and is slower on XLA/CPU.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+import vattfw
+
+SIZES = {  # layers, width, mlp, heads (paper Table 7; xlarge from the released code)
+    "small": (6, 512, 2048, 8),
+    "base": (12, 768, 3072, 12),
+    "medium": (12, 1024, 4096, 16),
+    "large": (24, 1024, 4096, 16),
+    "xlarge": (24, 1536, 4096, 24),
+}
+Size = Literal["small", "base", "medium", "large", "xlarge"]
+
+
+class EncoderConfig(vattfw.PluginConfig):
+    size: Size = Field("base", description="Table 7 size: small 6x512x2048x8, base 12x768x3072x12, medium "
+                       "12x1024x4096x16, large 24x1024x4096x16, xlarge 24x1536x4096x24.")
+    layers: int | None = Field(None, ge=1, description="Override the size's layer count.")
+    width: int | None = Field(None, ge=1, description="Override the size's hidden size d.")
+    mlp_dim: int | None = Field(None, ge=1, description="Override the size's MLP size.")
+    heads: int | None = Field(None, ge=1, description="Override the size's head count (head dim = width / heads).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on residual branches, inside the MLP and after the final norm.")
+    attention_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the attention probabilities.")
+    eps: float = Field(1e-6, gt=0, description="LayerNorm epsilon (the released code: 1e-6).")
+
+    def shape(self) -> tuple[int, int, int, int]:
+        layers, width, mlp, heads = SIZES[self.size]
+        shape = (self.layers or layers, self.width or width, self.mlp_dim or mlp, self.heads or heads)
+        if shape[1] % shape[3]:
+            raise vattfw.UserError(vattfw.Problem(f"backbone: width {shape[1]} must divide by heads {shape[3]}"))
+        return shape
+
+
+def dense(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
+    """Keras Dense defaults: Xavier-uniform kernel, zero bias."""
+    layer = nn.Linear(d_in, d_out, bias=bias)
+    nn.init.xavier_uniform_(layer.weight)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int, dropout: float, bias: bool = True, scaled: bool = True):
+        super().__init__()
+        self.heads, self.head_dim = heads, width // heads
+        self.scale = self.head_dim ** -0.5 if scaled else 1.0
+        self.q, self.k, self.v = (dense(width, width, bias) for _ in range(3))
+        self.o = dense(width, width, bias)
+        self.drop = nn.Dropout(dropout)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        scores = (q * self.scale) @ k.transpose(-1, -2)
+        if bias is not None:
+            scores = scores + bias
+        probs = self.drop(torch.softmax(scores, dim=-1))
+        out = (probs @ v).transpose(1, 2).reshape(x.shape)
+        return self.o(out)
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, mlp_dim: int, dropout: float, bias: bool = True):
+        super().__init__()
+        self.fc1, self.fc2 = dense(width, mlp_dim, bias), dense(mlp_dim, width, bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(nn.functional.gelu(self.fc1(x))))  # exact (erf) GELU, as Keras
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, mlp_dim: int, heads: int, cfg: EncoderConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width, eps=cfg.eps)
+        self.attn = Attention(width, heads, cfg.attention_dropout)
+        self.ln2 = nn.LayerNorm(width, eps=cfg.eps)
+        self.mlp = MLP(width, mlp_dim, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), bias))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class Encoder(nn.Module):
+    """Layers, then the final LayerNorm and dropout.  ``mask`` [B, T] (1 = keep) becomes an
+    additive (1 - m) * -1e9 bias, as the released code."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        depth, self.width, mlp_dim, heads = cfg.shape()
+        self.layers = nn.ModuleList(Block(self.width, mlp_dim, heads, cfg) for _ in range(depth))
+        self.norm = nn.LayerNorm(self.width, eps=cfg.eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        bias = None if mask is None else ((1.0 - mask) * -1e9)[:, None, None, :].to(x.dtype)
+        for layer in self.layers:
+            x = layer(x, bias)
+        return self.drop(self.norm(x))
+
+
+def agg_token(width: int) -> nn.Parameter:
+    """A learnable [width] vector, Keras glorot-normal (std = sqrt(1/width), truncated at 2 std)."""
+    std = width ** -0.5
+    return nn.Parameter(nn.init.trunc_normal_(torch.empty(width), std=std, a=-2 * std, b=2 * std))
+
+
+def prepend(agg: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None):
+    x = torch.cat([agg.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
+    if mask is not None:
+        mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+    return x, mask

@@ -1,0 +1,159 @@
+"""Learned positional tables (one per grid axis), their interpolation, and DropToken.
+
+Shared by the ``voxel``, ``waveform`` and ``spectrogram`` tokenizers (and the text
+tokenizer's optional 16-bucket table).  Parameters are named ``axis0``, ``axis1``, ...
+(video: temporal, vertical, horizontal), plus ``norm`` for the LayerNorm on their sum.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+import vattfw
+
+Interp = Literal["spline", "bicubic"]
+
+
+class PositionConfig(vattfw.PluginConfig):
+    interpolation: Interp = Field(
+        "spline", description="How tables are resized when the token grid or a checkpoint has another bucket "
+        "count: spline = 1-D polyharmonic spline of order 3 on points i/N (the released code; its public "
+        "checkpoints were made with it), bicubic = bicubic resampling (the paper's words).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the tokens after the positions are added.")
+    eps: float = Field(1e-6, gt=0, description="Epsilon of the LayerNorm applied to the position sum only.")
+
+
+class DropTokenConfig(vattfw.PluginConfig):
+    enabled: bool = Field(True, description="Drop tokens in training mode (never in eval). The paper turns it off "
+                          "for fine-tuning; the released code leaves it on unless overridden.")
+    rate: float = Field(0.5, gt=0, le=1, description="Fraction of tokens KEPT: keeps int(rate x product of the "
+                        "configured buckets) tokens (0.5 -> 784 video / 600 audio tokens), as the released code.")
+    mode: Literal["shared", "per_sample"] = Field(
+        "shared", description="shared = one random subset for the whole batch (the released code); "
+        "per_sample = an independent subset per clip.")
+
+
+def spline_matrix(n_src: int, n_tgt: int) -> np.ndarray:
+    """[n_tgt, n_src] matrix M with M @ table = a polyharmonic (r^3 + linear term) spline
+    through (i/n_src, table[i]) evaluated at j/n_tgt, for every channel at once."""
+    return _spline_matrix(n_src, n_tgt).copy()
+
+
+@lru_cache(maxsize=64)
+def _spline_matrix(n_src: int, n_tgt: int) -> np.ndarray:
+    x = np.arange(n_src, dtype=np.float64) / n_src
+    q = np.arange(n_tgt, dtype=np.float64) / n_tgt
+    if n_src == 1:
+        return np.ones((n_tgt, 1))
+    kernel = np.abs(x[:, None] - x[None, :]) ** 3
+    poly = np.stack([np.ones_like(x), x], axis=1)
+    system = np.block([[kernel, poly], [poly.T, np.zeros((2, 2))]])
+    # Coefficients [w; a, b] = inv(system)[:, :n_src] @ y, so the whole map is linear in y.
+    coef = np.linalg.solve(system, np.vstack([np.eye(n_src), np.zeros((2, n_src))]))
+    basis = np.hstack([np.abs(q[:, None] - x[None, :]) ** 3, np.ones((n_tgt, 1)), q[:, None]])
+    return basis @ coef
+
+
+@lru_cache(maxsize=64)
+def _bicubic_matrix(n_src: int, n_tgt: int) -> np.ndarray:
+    basis = torch.eye(n_src, dtype=torch.float64).reshape(n_src, 1, n_src, 1)
+    out = nn.functional.interpolate(basis, size=(n_tgt, 1), mode="bicubic", align_corners=False)
+    return out[:, 0, :, 0].T.numpy()
+
+
+def resize_table(table: torch.Tensor, n_tgt: int, method: Interp) -> torch.Tensor:
+    """Resample a [n, d] table to [n_tgt, d] (differentiable: a fixed matrix product)."""
+    n_src = table.shape[0]
+    if n_src == n_tgt:
+        return table
+    mat = (_spline_matrix if method == "spline" else _bicubic_matrix)(n_src, n_tgt)
+    return torch.as_tensor(mat, dtype=table.dtype, device=table.device) @ table
+
+
+class GridPositions(nn.Module):
+    """pos(t, h, w) = E0[t] + E1[h] + E2[w]; out = Dropout(x + LN(pos)).  Tables are
+    TruncatedNormal(std = d^-0.5) as the released code; a grid that differs from the
+    tables is served by resampling them at run time."""
+
+    def __init__(self, buckets: Sequence[int], dim: int, cfg: PositionConfig):
+        super().__init__()
+        self.buckets = tuple(int(b) for b in buckets)
+        self.method = cfg.interpolation
+        for i, n in enumerate(self.buckets):
+            table = nn.Parameter(torch.empty(n, dim))
+            nn.init.trunc_normal_(table, std=dim ** -0.5, a=-2 * dim ** -0.5, b=2 * dim ** -0.5)
+            self.register_parameter(f"axis{i}", table)
+        self.norm = nn.LayerNorm(dim, eps=cfg.eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def tables(self) -> list[torch.Tensor]:
+        return [getattr(self, f"axis{i}") for i in range(len(self.buckets))]
+
+    def encoding(self, grid: Sequence[int]) -> torch.Tensor:
+        """The [prod(grid), d] position sum (before the LayerNorm), row-major over ``grid``."""
+        tables = [resize_table(t, n, self.method) for t, n in zip(self.tables(), grid)]
+        total = None
+        for axis, table in enumerate(tables):
+            shape = [1] * len(tables) + [table.shape[-1]]
+            shape[axis] = table.shape[0]
+            term = table.reshape(shape)
+            total = term if total is None else total + term
+        return total.reshape(-1, total.shape[-1])
+
+    def forward(self, x: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+        return self.drop(x + self.norm(self.encoding(grid)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A checkpoint made with another bucket count (14 -> 20 at 320x320) is resampled
+        # with the configured method, as the released restore code does.
+        for i, n in enumerate(self.buckets):
+            key = f"{prefix}axis{i}"
+            if key in state_dict and state_dict[key].shape[0] != n:
+                state_dict[key] = resize_table(state_dict[key].double(), n, self.method).float()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class DropToken(nn.Module):
+    """Keeps a random fixed-size subset of ``keep`` tokens in training mode.  Indices come
+    from sorting uniform noise drawn on the tokens' device (a fixed-size gather, no boolean
+    masks), so it compiles under XLA."""
+
+    def __init__(self, cfg: DropTokenConfig, configured_tokens: int, owner: str):
+        super().__init__()
+        self.enabled = cfg.enabled
+        self.mode = cfg.mode
+        self.keep = int(cfg.rate * configured_tokens)
+        self.owner = owner
+
+    def extra_repr(self) -> str:
+        return f"enabled={self.enabled}, keep={self.keep}, mode={self.mode}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.enabled):
+            return x
+        batch, length, dim = x.shape
+        if length < self.keep:
+            raise vattfw.UserError(vattfw.Problem(
+                f"tokenizer {self.owner!r}: DropToken keeps {self.keep} tokens but the input gives only "
+                f"{length}; expected at least {self.keep} tokens (a longer input or a lower drop_token.rate)"))
+        if self.mode == "shared":
+            idx = torch.argsort(torch.rand(length, device=x.device))[: self.keep]
+            return x.index_select(1, idx)
+        idx = torch.argsort(torch.rand(batch, length, device=x.device), dim=1)[:, : self.keep]
+        return torch.gather(x, 1, idx.unsqueeze(-1).expand(batch, self.keep, dim))
+
+
+def bad_shape(owner: str, expected: str, actual: Sequence[int], why: str = "") -> vattfw.UserError:
+    why = f" ({why})" if why else ""
+    return vattfw.UserError(vattfw.Problem(
+        f"tokenizer {owner!r}: expected input of shape {expected}{why}, got {list(actual)}"))
+
+
+def prod(values: Sequence[int]) -> int:
+    return int(math.prod(values))
