@@ -18,11 +18,11 @@ def separable(n=600, d=32, c=5, seed=0):
 
 def test_lrc_separates_linearly_separable_features_and_keeps_ten_percent():
     x, y = separable()
-    clf = vattfw.build("classifier", {"name": "lrc", "steps": 600}, num_classes=5)
+    clf = vattfw.build("classifier", {"name": "lrc", "steps": 250}, num_classes=5)
     clf.fit(x[:400], y[:400])
     acc = (clf.scores(x[400:]).argmax(1) == y[400:]).float().mean().item()
     assert acc >= 0.95
-    # 600 steps x 64 rows x 128 components: the kept fraction's std is ~3e-4
+    # 250 steps x 64 rows x 128 components: the kept fraction's std is ~5e-4
     assert clf.kept_fraction == pytest.approx(0.10, abs=0.003)
     probs = clf.scores(x[:3])
     assert probs.shape == (3, 5) and torch.allclose(probs.sum(1), torch.ones(3))

@@ -1,0 +1,68 @@
+"""`zero_shot_retrieval`: text->video retrieval with the FAC head's S_vt embeddings (A.3.3).
+
+The pool is the whole test split (no dropped remainder, unlike the released code).  Each
+video is seen through ``clips`` uniformly spaced clips (centre crop); each clip with text is a
+query with its first caption candidate.  Two variants (facts §8): ``embd`` (the paper: average
+the clip embeddings, then cosine) reported as ``<tag>/R@K``, and ``cosine`` (average the clip
+cosines) reported as ``<tag>/cosine/R@K``.  Metrics: R@1, R@5, R@10 and the median rank.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vattfw import Problem, UserError
+
+from ._common import EvaluatorConfig, Sources, need_sources, sources_field
+
+
+class Config(EvaluatorConfig):
+    data: Sources = sources_field("retrieval pool (the test split)")
+    clips: int = Field(4, ge=1, description="Uniformly spaced clips per video (A.3.3: 4).")
+    variants: list[Literal["embd", "cosine"]] = Field(
+        default_factory=lambda: ["embd", "cosine"],
+        description="embd: average clip embeddings then cosine (paper); cosine: average clip cosines (code).")
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10], description="Recall cut-offs R@K.")
+
+
+class ZeroShotRetrieval:
+    def __init__(self, config: Config):
+        self.config = config
+        self.prefix = config.tag or "zero_shot_retrieval"
+
+    def embeddings(self, model, spec, host):
+        from vattfw.eval.data import loader
+        from vattfw.eval.features import collect
+        where = f"evaluator {self.prefix}"
+        need_sources(self.config.data, "data", where)
+        batches = loader(spec, self.config.data, host, batch_size=self.config.batch_size,
+                         clips=self.config.clips, crops=1)
+        got = collect(model, batches, {"video": ["video_vt"], "text": ["text_vt"]}, where, keep=())
+        has_text = got["text_mask"] > 0 if "text_mask" in got else torch_ones(len(got["text_vt"]))
+        if not bool(has_text.any()):
+            raise UserError(Problem(f"{where}: no clip of the eval data has text (text_mask is 0 everywhere)"))
+        text = got["text_vt"][:, 0, 0]  # view 0, first caption candidate: [N, d]
+        queries = has_text.nonzero().flatten()
+        return text[queries], got["video_vt"], queries  # video: [N, clips, d]
+
+    def run(self, model, spec, host=None) -> dict[str, float]:
+        from vattfw.eval.retrieval import text_to_video
+        text, video, gt = self.embeddings(model, spec, host)
+        results = text_to_video(text, video, gt, tuple(self.config.variants), tuple(self.config.ks))
+        out = {}
+        for variant, metrics in results.items():
+            sub = "" if variant == "embd" else f"{variant}/"
+            out.update({f"{self.prefix}/{sub}{name}": value for name, value in metrics.items()})
+        out[f"{self.prefix}/queries"] = float(len(text))
+        out[f"{self.prefix}/pool"] = float(len(video))
+        return out
+
+
+def torch_ones(n: int):
+    import torch
+    return torch.ones(n, dtype=torch.bool)
+
+
+def build(config: Config, **_: object) -> ZeroShotRetrieval:
+    return ZeroShotRetrieval(config)
