@@ -80,7 +80,7 @@ def load_vectors(cfg: Config) -> torch.Tensor:
         raise vattfw.UserError(vattfw.Problem(
             f"tokenizer 'word_embedding': vectors file {path} has shape {list(arr.shape)}, but the spec expects "
             f"[vocab_size, dim] = [{cfg.vocab_size}, {cfg.dim}]"))
-    return torch.from_numpy(np.asarray(arr, dtype=np.float32))
+    return torch.from_numpy(np.array(arr, dtype=np.float32))
 
 
 def build(config: Config, dim: int, **_) -> WordEmbeddingTokenizer:
