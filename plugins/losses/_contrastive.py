@@ -37,7 +37,9 @@ def asymmetric_nce(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
     # The second half of row b only holds clip b's candidates; when clip b has none the
     # whole row is dropped below, so it needs no penalty.
     all_to_y = torch.logsumexp(sim, dim=(0, 2))
-    positives = torch.logsumexp(torch.diagonal(sim, dim1=0, dim2=1), dim=0)  # diagonal: [L, B]
+    # Recomputed rather than taken from sim's diagonal: torch_xla 2.9 lowers
+    # logsumexp over a 3-D tensor's diagonal with the wrong shape.
+    positives = torch.logsumexp((x[:, None, :] * y).sum(-1) / temperature, dim=1)
     rows = torch.logsumexp(torch.stack([x_to_all, all_to_y]), dim=0) - positives
     # Divide-no-NaN: an all-masked batch is 0 / 1 = 0 (and its gradients 0), never 0 / 0.
     return (rows * valid).sum() / valid.sum().clamp(min=1)
