@@ -71,8 +71,20 @@ class LowRankClassifier:
         bs = min(self.config.batch_size, len(x))
         per_epoch = math.ceil(len(x) / bs)
         steps = self.config.epochs * per_epoch if self.config.epochs else self.config.steps
-        kept, rows, step = 0.0, 0, 0
         self.net.train()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny matmuls: thread hand-offs cost 10x the arithmetic
+        try:
+            kept, rows = self._train(x, y, bs, steps, opt, gen)
+        finally:
+            torch.set_num_threads(threads)
+        self.kept_fraction = kept / rows
+        self.net.eval()
+        return self
+
+    def _train(self, x, y, bs: int, steps: int, opt, gen) -> tuple[float, int]:
+        import torch
+        kept, rows, step = 0.0, 0, 0
         while step < steps:
             order = torch.randperm(len(x), generator=gen)
             for start in range(0, len(x), bs):
@@ -89,9 +101,7 @@ class LowRankClassifier:
                 loss.backward()
                 opt.step()
                 step += 1
-        self.kept_fraction = kept / rows
-        self.net.eval()
-        return self
+        return kept, rows
 
     def scores(self, features):
         import torch

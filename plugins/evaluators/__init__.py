@@ -1,7 +1,14 @@
-"""Built-in evaluator components."""
+"""Built-in evaluator components.
+
+A built evaluator has ``run(model, spec, host=None) -> dict[str, float]`` with metric names
+``<tag>/<metric>`` (e.g. ``zero_shot_retrieval/R@10``); it reads the data its config names.
+"""
 from vattfw import Component, hookimpl
+
+from . import linear_probe, zero_shot_retrieval
 
 
 @hookimpl
 def vattfw_components() -> list[Component]:
-    return []
+    return [Component("evaluator", "linear_probe", linear_probe.Config, linear_probe.build),
+            Component("evaluator", "zero_shot_retrieval", zero_shot_retrieval.Config, zero_shot_retrieval.build)]

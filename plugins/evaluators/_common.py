@@ -26,14 +26,16 @@ def need_sources(sources: list, field: str, where: str) -> None:
                                 f"{field}: [{{name: webdataset, urls: ...}}]"))
 
 
-def class_labels(labels, num_classes: int, where: str):
-    """int64 labels [N]; a missing label (-1) or one >= num_classes names the sample."""
+def class_labels(labels, num_classes: int, where: str, sample=None):
+    """int64 labels [N]; a missing label (-1) or one >= num_classes names the sample (its index
+    in the split, from the loader's ``sample`` field when given)."""
     import torch
     labels = labels.long()
     bad = ((labels < 0) | (labels >= num_classes)).nonzero().flatten()
     if len(bad):
         i = int(bad[0])
-        what = "has no label (-1)" if int(labels[i]) < 0 else f"has label {int(labels[i])}"
+        i = int(sample[i]) if sample is not None else i
+        what = "has no label (-1)" if int(labels[bad[0]]) < 0 else f"has label {int(labels[bad[0]])}"
         raise UserError(Problem(f"{where}: sample {i} {what}, expected 0..{num_classes - 1} "
                                 f"({len(bad)} of {len(labels)} samples out of range; set num_classes or "
                                 f"fix the data)"))

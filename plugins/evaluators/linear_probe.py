@@ -37,20 +37,20 @@ class LinearProbe:
         need_sources(sources, split, where)
         key = f"{self.config.modality}_pooled"
         batches = loader(spec, sources, host, batch_size=self.config.batch_size, clips=clips, crops=1)
-        got = collect(model, batches, {self.config.modality: [key]}, where, keep=("label",))
+        got = collect(model, batches, {self.config.modality: [key]}, clips, where, keep=("label",))
         if "label" not in got:
             raise UserError(Problem(f"{where}: the data has no 'label' field (class ids)"))
-        return got[key], got["label"]  # [N, clips, d], [N]
+        return got[key], got["label"], got["sample"]  # [N, clips, d], [N], [N]
 
     def run(self, model, spec, host=None) -> dict[str, float]:
         import vattfw
         from vattfw.eval.metrics import topk_accuracy
         cfg = self.config
-        x_train, y_train = self.features(model, spec, host, cfg.train, 1, "train")
-        x_test, y_test = self.features(model, spec, host, cfg.test, cfg.clips, "test")
+        x_train, y_train, s_train = self.features(model, spec, host, cfg.train, 1, "train")
+        x_test, y_test, s_test = self.features(model, spec, host, cfg.test, cfg.clips, "test")
         c = cfg.num_classes or int(max(y_train.max(), y_test.max())) + 1
-        y_train = class_labels(y_train, c, f"evaluator {self.prefix} (train split)")
-        y_test = class_labels(y_test, c, f"evaluator {self.prefix} (test split)")
+        y_train = class_labels(y_train, c, f"evaluator {self.prefix} (train split)", s_train)
+        y_test = class_labels(y_test, c, f"evaluator {self.prefix} (test split)", s_test)
         clf = vattfw.build("classifier", cfg.classifier, host, num_classes=c).fit(x_train[:, 0], y_train)
         n, v, d = x_test.shape
         scores = clf.scores(x_test.reshape(n * v, d)).reshape(n, v, -1).mean(1)

@@ -12,8 +12,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from vattfw import Problem, UserError
-
 from ._common import EvaluatorConfig, Sources, need_sources, sources_field
 
 
@@ -38,11 +36,10 @@ class ZeroShotRetrieval:
         need_sources(self.config.data, "data", where)
         batches = loader(spec, self.config.data, host, batch_size=self.config.batch_size,
                          clips=self.config.clips, crops=1)
-        got = collect(model, batches, {"video": ["video_vt"], "text": ["text_vt"]}, where, keep=())
+        got = collect(model, batches, {"video": ["video_vt"], "text": ["text_vt"]}, self.config.clips, where,
+                      keep=())
         has_text = got["text_mask"] > 0 if "text_mask" in got else torch_ones(len(got["text_vt"]))
-        if not bool(has_text.any()):
-            raise UserError(Problem(f"{where}: no clip of the eval data has text (text_mask is 0 everywhere)"))
-        text = got["text_vt"][:, 0, 0]  # view 0, first caption candidate: [N, d]
+        text = got["text_vt"][:, 0]  # the first caption candidate: [N, d]
         queries = has_text.nonzero().flatten()
         return text[queries], got["video_vt"], queries  # video: [N, clips, d]
 

@@ -6,31 +6,34 @@ from vattfw import UserError
 from vattfw.eval import checkpoint, features
 
 
-def test_views_are_folded_and_unfolded_in_order(tiny_model):
+def test_rows_are_regrouped_per_sample_and_padding_dropped(tiny_model):
     gen = torch.Generator().manual_seed(0)
-    video = torch.rand(3, 2, 4, 16, 16, 3, generator=gen) * 2 - 1  # 3 videos x 2 views
-    out = features.forward_views(tiny_model, {"video": video}, "video", ["video_pooled", "video_vt"], "test")
-    assert out["video_pooled"].shape == (3, 2, 32) and out["video_vt"].shape == (3, 2, 8)
+    # 3 samples x 2 views as the loader lays them out: consecutive rows; the last sample is padding
+    video = torch.rand(6, 4, 16, 16, 3, generator=gen) * 2 - 1
+    text = torch.randint(1, 100, (6, 2, 4), generator=gen)
+    batch = {"video": video, "text": text, "text_mask": torch.ones(6), "video_mask": torch.ones(6),
+             "label": torch.tensor([0, 0, 2, 2, -1, -1]), "sample": torch.tensor([5, 5, 6, 6, -1, -1]),
+             "valid": torch.tensor([1.0, 1, 1, 1, 0, 0])}
+    got = features.collect(tiny_model, [batch], {"video": ["video_pooled", "video_vt"], "text": ["text_vt"]},
+                           2, "test")
+    assert got["video_pooled"].shape == (2, 2, 32) and got["video_vt"].shape == (2, 2, 8)
+    assert got["text_vt"].shape == (2, 2, 8)  # per sample: L candidates x d
+    assert got["label"].tolist() == [0, 2] and got["sample"].tolist() == [5, 6]
     with torch.no_grad():
-        one = tiny_model({"video": video[1, 0][None]})["video_pooled"][0]
-    torch.testing.assert_close(out["video_pooled"][1, 0], one, rtol=1e-4, atol=1e-5)
-
-
-def test_collect_drops_padding_rows_and_keeps_labels(tiny_model):
-    batch = {"audio": torch.rand(4, 3, 512) * 2 - 1, "audio_mask": torch.ones(4),
-             "label": torch.tensor([0, 1, 2, -1]), "valid": torch.tensor([1.0, 1.0, 1.0, 0.0])}
-    got = features.collect(tiny_model, [batch, batch], {"audio": ["audio_pooled"]}, "test")
-    assert got["audio_pooled"].shape == (6, 3, 32)
-    assert got["label"].tolist() == [0, 1, 2, 0, 1, 2]
-    assert not tiny_model.training or True
+        one = tiny_model({"video": video[3:4]})["video_pooled"][0]
+        txt = tiny_model({"text": text[2:3]})["text_vt"][0]
+    torch.testing.assert_close(got["video_pooled"][1, 1], one, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got["text_vt"][1], txt, rtol=1e-4, atol=1e-5)
 
 
 def test_missing_modality_is_named(tiny_model):
     with pytest.raises(UserError, match="eval data has no 'audio'"):
-        features.collect(tiny_model, [{"video": torch.zeros(1, 4, 16, 16, 3)}], {"audio": ["audio_pooled"]}, "ev")
+        features.collect(tiny_model, [{"video": torch.zeros(1, 4, 16, 16, 3)}], {"audio": ["audio_pooled"]}, 1, "ev")
     batch = {"text": torch.ones(2, 1, 4, dtype=torch.long), "text_mask": torch.zeros(2)}
-    with pytest.raises(UserError, match="has no text"):
-        features.collect(tiny_model, [batch], {"text": ["text_vt"]}, "ev")
+    with pytest.raises(UserError, match="eval data has no text"):
+        features.collect(tiny_model, [batch], {"text": ["text_vt"]}, 1, "ev")
+    with pytest.raises(UserError, match="model gives no 'logits'"):
+        features.collect(tiny_model, [{"video": torch.zeros(1, 4, 16, 16, 3)}], {"video": ["logits"]}, 1, "ev")
 
 
 def test_checkpoint_errors_list_names_and_shapes(tiny_model, tmp_path):

@@ -1,8 +1,9 @@
 """The one seam between the evaluators and the data loader.
 
 An evaluator names its own data (a list of datasource specs); :func:`loader` derives a spec
-whose ``data.eval_sources`` are those sources, with the view layout (clips x crops) and
-batch size the evaluator needs, and asks :func:`vattfw.data.build_loader` for it.
+whose ``data.sources`` (training split) or ``data.eval_sources`` (eval views: clips x crops,
+one ordered pass, padding rows marked ``valid = 0``) are those sources, and asks
+:func:`vattfw.data.build_loader` for it.
 """
 from __future__ import annotations
 
@@ -11,30 +12,31 @@ from typing import Any, Iterable, Sequence
 import torch
 
 
-def derived_spec(spec: Any, sources: Sequence[Any], *, batch_size: int, clips: int = 1, crops: int = 1,
-                 video: dict | None = None, num_classes: int | None = None, train: bool = False) -> Any:
-    """A copy of ``spec`` that reads ``sources``: as the training split (``train``: augmented,
-    shuffled, endless) or as eval views (``clips`` x ``crops``, one pass, in order)."""
+def derived_spec(spec: Any, sources: Sequence[Any], *, clips: int = 1, crops: int = 1,
+                 video: dict | None = None, audio: dict | None = None, num_classes: int | None = None,
+                 train: bool = False) -> Any:
     data = spec.data
     update: dict[str, Any] = {}
     if video:
         update["video"] = data.video.model_copy(update=video)
+    if audio:
+        update["audio"] = data.audio.model_copy(update=audio)
     if num_classes is not None:
         update["num_classes"] = num_classes
     if train:
         update["sources"] = list(sources)
     else:
         update["eval_sources"] = list(sources)
-        views = {"clips": clips, "crops": crops}
-        if video:
-            base = data.eval.video or data.video
-            views["video"] = base.model_copy(update=video)
+        views: dict[str, Any] = {"clips": clips, "crops": crops}
+        if video and data.eval.video is not None:
+            views["video"] = data.eval.video.model_copy(update=video)
         update["eval"] = data.eval.model_copy(update=views)
-    train_section = spec.train.model_copy(update={"global_batch_size": batch_size, "grad_accumulation": 1})
-    return spec.model_copy(update={"data": data.model_copy(update=update), "train": train_section})
+    return spec.model_copy(update={"data": data.model_copy(update=update)})
 
 
-def loader(spec: Any, sources: Sequence[Any], host: Any = None, **kw: Any) -> Iterable[dict[str, torch.Tensor]]:
+def loader(spec: Any, sources: Sequence[Any], host: Any = None, *, batch_size: int,
+           **kw: Any) -> Iterable[dict[str, torch.Tensor]]:
+    """Batches of ``batch_size`` samples (each ``clips x crops`` rows in eval) from ``sources``."""
     from ..data import build_loader
     split = "train" if kw.get("train") else "eval"
-    return build_loader(derived_spec(spec, sources, **kw), host=host, split=split)
+    return build_loader(derived_spec(spec, sources, **kw), host=host, split=split, batch_size=batch_size)
