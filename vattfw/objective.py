@@ -1,7 +1,8 @@
 """The training objective: loss terms from the spec, plus the fine-tuning label helpers.
 
 ``build_objective(spec.losses)`` -> ``objective(outputs, batch) -> (total, terms)``, where
-``terms`` maps each term name (``nce_va``, ``mil_nce_vt``) to its unweighted value, for
+``x``/``y`` name a model output or, failing that, a batch field (``label``); ``mask`` a
+batch field.  ``terms`` maps each term name (``nce_va``, ``mil_nce_vt``) to its unweighted value, for
 logging.  ``total`` is Σ wᵢ·Lᵢ (the paper, ``combine: sum``) or Σ wᵢ·Lᵢ / Σ wᵢ (the
 released code, ``combine: normalized``).
 
@@ -31,9 +32,9 @@ def build_objective(losses: LossesSection, host: Any = None) -> Callable[..., tu
     def objective(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]):
         terms = {}
         for name, term in losses.terms.items():
-            x = _field(outputs, term.x, name, "x", "model outputs")
-            y = _field(outputs, term.y, name, "y", "model outputs")
-            mask = _field(batch, term.mask, name, "mask", "batch fields") if term.mask else None
+            x = _field(outputs, batch, term.x, name, "x")
+            y = _field(outputs, batch, term.y, name, "y")  # e.g. 'label' for fine-tuning
+            mask = _field({}, batch, term.mask, name, "mask") if term.mask else None
             terms[name] = built[name](x, y, mask)
         total = sum(weights[n] * value for n, value in terms.items()) * scale
         return total, terms
@@ -41,11 +42,16 @@ def build_objective(losses: LossesSection, host: Any = None) -> Callable[..., tu
     return objective
 
 
-def _field(source: Mapping[str, torch.Tensor], key: str, term: str, role: str, what: str) -> torch.Tensor:
-    if key not in source:
-        raise UserError(Problem(f"loss term {term!r}: {role} = {key!r} is not among the {what} "
-                                f"({', '.join(sorted(source)) or 'none'})", f"losses.terms.{term}.{role}"))
-    return source[key]
+def _field(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor], key: str, term: str,
+           role: str) -> torch.Tensor:
+    """A model output of that name, else a batch field (masks: batch fields only)."""
+    if key in outputs:
+        return outputs[key]
+    if key in batch:
+        return batch[key]
+    where = f"model outputs ({', '.join(sorted(outputs)) or 'none'}) or " if role != "mask" else ""
+    raise UserError(Problem(f"loss term {term!r}: {role} = {key!r} is not among the {where}batch fields "
+                            f"({', '.join(sorted(batch)) or 'none'})", f"losses.terms.{term}.{role}"))
 
 
 # -- fine-tuning label helpers ----------------------------------------------------------

@@ -1,7 +1,7 @@
 """Built-in loss components."""
 from vattfw import Component, hookimpl
 
-from . import mil_nce, nce
+from . import balanced_bce, cross_entropy, mil_nce, nce
 
 
 @hookimpl
@@ -9,4 +9,6 @@ def vattfw_components() -> list[Component]:
     return [
         Component("loss", "nce", nce.Config, nce.build),
         Component("loss", "mil_nce", mil_nce.Config, mil_nce.build),
+        Component("loss", "cross_entropy", cross_entropy.Config, cross_entropy.build),
+        Component("loss", "balanced_bce", balanced_bce.Config, balanced_bce.build),
     ]

@@ -11,8 +11,8 @@ from .base import Section, plugin
 class LossTerm(Section):
     loss: plugin("loss") = Field(description="The loss plugin, e.g. {name: nce, temperature: 0.07}.")  # type: ignore[valid-type]
     weight: float = Field(1.0, ge=0, description="Weight w_i of this term in the total loss.")
-    x: str = Field(description="Model output used as the anchor side, e.g. 'video_va'.")
-    y: str = Field(description="Model output used as the candidate side, e.g. 'audio_va' or 'text_vt'.")
+    x: str = Field(description="Model output (or, failing that, batch field) used as the anchor side, e.g. 'video_va' or 'logits'.")
+    y: str = Field(description="Model output (or, failing that, batch field) used as the candidate/target side, e.g. 'audio_va', 'text_vt' or 'label'.")
     mask: str | None = Field(None, description="Batch field marking clips that have the y modality (e.g. 'text_mask'); none = all valid.")
 
 
