@@ -5,10 +5,12 @@ A built evaluator has ``run(model, spec, host=None) -> dict[str, float]`` with m
 """
 from vattfw import Component, hookimpl
 
-from . import linear_probe, zero_shot_retrieval
+from . import finetune_audio, finetune_video, linear_probe, zero_shot_retrieval
 
 
 @hookimpl
 def vattfw_components() -> list[Component]:
     return [Component("evaluator", "linear_probe", linear_probe.Config, linear_probe.build),
-            Component("evaluator", "zero_shot_retrieval", zero_shot_retrieval.Config, zero_shot_retrieval.build)]
+            Component("evaluator", "zero_shot_retrieval", zero_shot_retrieval.Config, zero_shot_retrieval.build),
+            Component("evaluator", "finetune_video", finetune_video.Config, finetune_video.build),
+            Component("evaluator", "finetune_audio", finetune_audio.Config, finetune_audio.build)]

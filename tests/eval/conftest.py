@@ -23,7 +23,7 @@ def tiny_model():
 
 
 COLOURS = [("red", 0xD02020), ("green", 0x20C040), ("blue", 0x3030E0)]
-SMALL_DATA = {"video": {"frames": 4, "fps": 4, "size": 16}, "audio": {"sample_rate": 8000},
+SMALL_DATA = {"video": {"frames": 4, "fps": 4, "size": 16}, "audio": {"sample_rate": 2000},
               "num_workers": 0}
 
 
@@ -69,6 +69,7 @@ def eval_media(tmp_path_factory):
 def eval_spec(eval_media):
     """A spec with the tiny model and the small data settings (the evaluators add their sources)."""
     import vattfw
+    from vattfw.spec.loader import validate
     root, vocab = eval_media
     data = {**SMALL_DATA, "text": {"vocabulary": str(vocab), "max_words": 4, "candidates": 2}}
-    return vattfw.Spec.model_validate({"model": TINY_MODEL, "data": data}), root
+    return validate({"model": TINY_MODEL, "data": data}, vattfw.default_host()), root
