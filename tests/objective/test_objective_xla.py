@@ -11,7 +11,7 @@ import torch
 import vattfw
 from fixtures.processes import run_python
 
-pytestmark = pytest.mark.xla
+pytestmark = [pytest.mark.xla, pytest.mark.slow]  # ~25-45 s: three fresh XLA processes
 
 # B = 8 splits over 4 devices as [1,1] [1,0] [0,0] [0,1]: one device holds no valid text,
 # so a per-device mean would differ from the global mean the loss must give.
