@@ -23,7 +23,7 @@ def tiny_model():
 
 
 COLOURS = [("red", 0xD02020), ("green", 0x20C040), ("blue", 0x3030E0)]
-SMALL_DATA = {"video": {"frames": 4, "fps": 4, "size": 16}, "audio": {"sample_rate": 2000},
+SMALL_DATA = {"video": {"frames": 4, "fps": 4, "size": 16}, "audio": {"sample_rate": 2048},
               "num_workers": 0}
 
 
