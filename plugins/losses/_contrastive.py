@@ -28,10 +28,13 @@ def asymmetric_nce(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
     """
     dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 logits would lose the ranking
     b, n, d = y.shape
-    x = F.normalize(x.to(dtype), dim=-1)
-    y = F.normalize(y.to(dtype), dim=-1)
-    sim = (x @ y.reshape(b * n, d).t()).view(b, b, n) / temperature  # [x clip i, y clip j, candidate l]
     valid = torch.ones(b, dtype=dtype, device=x.device) if mask is None else mask.to(dtype)
+    # A text-less clip's y may be anything (even NaN from an all-padding caption): where(),
+    # unlike a product, keeps it out of the values and out of the gradients.
+    y = torch.where(valid[:, None, None] > 0, y.to(dtype), torch.zeros((), dtype=dtype, device=y.device))
+    x = F.normalize(x.to(dtype), dim=-1)
+    y = F.normalize(y, dim=-1)
+    sim = (x @ y.reshape(b * n, d).t()).view(b, b, n) / temperature  # [x clip i, y clip j, candidate l]
     # Clips without y are no negatives: their candidates leave every row's first half.
     x_to_all = torch.logsumexp(sim - ((1 - valid) * MASKED)[None, :, None], dim=(1, 2))
     # The second half of row b only holds clip b's candidates; when clip b has none the

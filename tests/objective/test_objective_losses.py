@@ -92,6 +92,11 @@ def test_masked_clip_text_is_ignored_but_its_video_stays_a_negative():
     y2 = y.clone()
     y2[1] = torch.randn(5, 6, dtype=torch.float64) * 10  # clip 1 has no text
     assert plugin_loss(x, y2, mask, "mil_nce").item() == pytest.approx(base.item(), rel=1e-12)
+    y2[1] = float("nan")  # e.g. an all-padding caption through a text model
+    y2.requires_grad_(True)
+    value = plugin_loss(x, y2, mask, "mil_nce")
+    value.backward()
+    assert value.item() == pytest.approx(base.item(), rel=1e-12) and torch.isfinite(y2.grad).all()
     x2 = x.clone()
     x2[1] = y[0, 0]  # clip 1's video now resembles clip 0's text: a harder negative
     assert plugin_loss(x2, y, mask, "mil_nce").item() > base.item() + 1e-3
