@@ -210,3 +210,16 @@ def test_losses_section_rejects_unusable_combinations():
     zero = {"a": {"loss": {"name": "nce"}, "weight": 0.0, "x": "video_va", "y": "audio_va"}}
     with pytest.raises(ValueError, match="sum of the term weights"):
         LossesSection(terms=zero, combine="normalized")
+
+
+def test_objective_from_a_spec_file(tmp_path):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("losses:\n  combine: normalized\n  terms:\n"
+                         "    nce_va: {loss: {name: nce, temperature: 0.2}, x: video_va, y: audio_va, weight: 2}\n"
+                         "    mil_nce_vt: {loss: mil_nce, x: video_vt, y: text_vt, mask: text_mask}\n")
+    spec = vattfw.load_spec(spec_file)
+    outputs, batch = outputs_and_batch()
+    total, parts = build_objective(spec.losses)(outputs, batch)
+    va = reference_nce(outputs["video_va"].tolist(), outputs["audio_va"][:, None].tolist(), None, 0.2)
+    assert parts["nce_va"].item() == pytest.approx(va, rel=1e-10)
+    assert total.item() == pytest.approx((2 * va + parts["mil_nce_vt"].item()) / 3, rel=1e-12)
