@@ -1,7 +1,8 @@
 """Built-in evaluator components.
 
 A built evaluator has ``run(model, spec, host=None) -> dict[str, float]`` with metric names
-``<tag>/<metric>`` (e.g. ``zero_shot_retrieval/R@10``); it reads the data its config names.
+``<tag>/<metric>`` (e.g. ``zero_shot_retrieval/R10`` = R@10: mlflow rejects "@" in names);
+it reads the data its config names.
 """
 from vattfw import Component, hookimpl
 

@@ -3,8 +3,9 @@
 The pool is the whole test split (no dropped remainder, unlike the released code).  Each
 video is seen through ``clips`` uniformly spaced clips (centre crop); each clip with text is a
 query with its first caption candidate.  Two variants (facts §8): ``embd`` (the paper: average
-the clip embeddings, then cosine) reported as ``<tag>/R@K``, and ``cosine`` (average the clip
-cosines) reported as ``<tag>/cosine/R@K``.  Metrics: R@1, R@5, R@10 and the median rank.
+the clip embeddings, then cosine) reported as ``<tag>/R1``, ``<tag>/R5``, ..., and ``cosine``
+(average the clip cosines) reported as ``<tag>/cosine/R1``, ...  Metrics: R@1, R@5, R@10 (named
+R1, R5, R10: mlflow rejects "@" in metric names) and the median rank (MedianR).
 """
 from __future__ import annotations
 

@@ -30,9 +30,9 @@ def test_zero_shot_retrieval_over_the_whole_split(eval_spec, tiny_model):
                                     "batch_size": 4, "clips": 2})
     out = ev.run(tiny_model, spec)
     assert out["zero_shot_retrieval/pool"] == 6.0 and out["zero_shot_retrieval/queries"] == 6.0  # 6 = 4 + 2: no drop
-    for key in ("R@1", "R@5", "R@10", "MedianR", "cosine/R@1", "cosine/MedianR"):
+    for key in ("R1", "R5", "R10", "MedianR", "cosine/R1", "cosine/MedianR"):
         assert f"zero_shot_retrieval/{key}" in out
-    assert out["zero_shot_retrieval/R@10"] == 1.0  # the pool is smaller than 10
+    assert out["zero_shot_retrieval/R10"] == 1.0  # the pool is smaller than 10
     assert 1.0 <= out["zero_shot_retrieval/MedianR"] <= 6.0
 
 

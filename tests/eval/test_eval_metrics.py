@@ -32,8 +32,8 @@ def test_retrieval_metrics_hand_case():
     gt = torch.tensor([0, 2, 1, 3])
     assert metrics.gt_ranks(sim, gt).tolist() == [0, 2, 3, 0.5]
     out = metrics.retrieval_metrics(sim, gt, ks=(1, 3))
-    assert out["R@1"] == pytest.approx(2 / 4)
-    assert out["R@3"] == pytest.approx(3 / 4)
+    assert out["R1"] == pytest.approx(2 / 4)
+    assert out["R3"] == pytest.approx(3 / 4)
     assert out["MedianR"] == pytest.approx((0.5 + 2) / 2 + 1)  # median of 0, .5, 2, 3 is 1.25
 
 
@@ -71,7 +71,7 @@ def test_identical_embeddings_give_perfect_recall():
     emb = torch.randn(50, 16, generator=gen)
     video = emb[:, None].repeat(1, 4, 1)
     for variant, out in retrieval.text_to_video(emb, video).items():
-        assert out["R@1"] == 1.0 and out["R@10"] == 1.0 and out["MedianR"] == 1.0, variant
+        assert out["R1"] == 1.0 and out["R10"] == 1.0 and out["MedianR"] == 1.0, variant
 
 
 def test_retrieval_is_invariant_to_a_permutation_of_the_pool():

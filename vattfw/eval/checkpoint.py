@@ -14,6 +14,28 @@ RESAMPLED = re.compile(r".*\.pos\.axis\d+$")
 LISTED = 12  # names listed per kind of mismatch before "... and N more"
 
 
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int | None, Path]:
+    """(model state dict, step or None, the folder/file read).  ``path`` is an engine checkpoint
+    folder (``.../step_000001000``), a run's checkpoint folder (its newest complete checkpoint
+    is used), or a file holding a state dict (plain, or under ``model`` / ``state_dict``)."""
+    from ..engine import checkpoint as ckpt
+    path = Path(path)
+    if not path.exists():
+        raise UserError(Problem(f"checkpoint not found: {path} (looked for {path.resolve()})"))
+    if path.is_file():
+        return read_state(path), None, path
+    if not (path / "meta.json").exists():
+        newest = ckpt.latest(path)
+        if newest is None:
+            raise UserError(Problem(f"checkpoint folder {path} holds no complete checkpoint (step_NNNNNNNNN "
+                                    f"folders with a COMPLETE marker)"))
+        path = newest
+    tensors, meta = ckpt.load(path)  # a UserError when incomplete or truncated
+    if "model" not in tensors:
+        raise UserError(Problem(f"checkpoint {path} has no model.pt"))
+    return state_of(tensors["model"], str(path)), meta.get("step"), path
+
+
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The model's state dict from a checkpoint file (a plain state dict, or a dict holding one
     under ``model`` / ``state_dict``)."""
@@ -21,7 +43,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise UserError(Problem(f"checkpoint not found: {path} (looked for {path.resolve()})"))
     if path.is_dir():
-        raise UserError(Problem(f"checkpoint {path} is a folder; pass the checkpoint file inside it"))
+        return read_checkpoint(path)[0]
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a cut file

@@ -42,9 +42,10 @@ def gt_ranks(sim: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 def retrieval_metrics(sim: torch.Tensor, gt: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
-    """R@K = fraction of queries whose ground truth ranks < K; MedianR = median(rank) + 1."""
+    """RK (R@K) = fraction of queries whose ground truth ranks < K; MedianR = median(rank) + 1.
+    Names avoid "@", which mlflow rejects in metric names."""
     ranks = gt_ranks(sim, gt)
-    out = {f"R@{k}": float((ranks < k).double().mean()) for k in ks}
+    out = {f"R{k}": float((ranks < k).double().mean()) for k in ks}
     out["MedianR"] = float(ranks.quantile(0.5)) + 1.0  # numpy's median: the middle pair averaged
     return out
 
