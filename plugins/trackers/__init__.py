@@ -1,7 +1,9 @@
 """Built-in tracker components."""
 from vattfw import Component, hookimpl
 
+from . import mlflow
+
 
 @hookimpl
 def vattfw_components() -> list[Component]:
-    return []
+    return [Component("tracker", "mlflow", mlflow.Config, mlflow.build)]

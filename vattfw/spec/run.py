@@ -12,6 +12,7 @@ class RunSection(Section):
     name: str = Field("vatt", description="Run name: the run folder and the mlflow run are named after it.")
     seed: int = Field(0, ge=0, description="Seed for parameters, data order, augmentation and DropToken.")
     output_dir: str = Field("runs", description="Folder under which the run folder <output_dir>/<name> is created.")
+    backend: Literal["xla"] = Field("xla", description="Accelerator runtime behind vattfw.backend (torch_xla/PJRT: CPU, TPU, GPU).")
 
 
 class MeshSection(Section):
@@ -28,6 +29,13 @@ class MeshSection(Section):
             raise ValueError(f"at most one axis may be -1 (the rest of the devices), got {sizes}")
         return self
 
+    column_parallel: list[str] = Field(
+        default_factory=lambda: [r"(^|\.)attn\.(q|k|v)$", r"(^|\.)mlp\.fc1$"],
+        description="Regexes (re.search) on Linear module names split by output over 'tensor' (column-parallel).")
+    row_parallel: list[str] = Field(
+        default_factory=lambda: [r"(^|\.)attn\.o$", r"(^|\.)mlp\.fc2$"],
+        description="Regexes on Linear module names split by input over 'tensor' (row-parallel, after a column one).")
+
     def fixed_batch_axes(self) -> int | None:
         """data x fsdp when both are fixed, else None (known only once devices are counted)."""
         return None if -1 in (self.data, self.fsdp) else self.data * self.fsdp
@@ -41,12 +49,16 @@ class TrainSection(Section):
     log_every: int = Field(10, ge=1, description="Steps between metric logs (read in a step closure).")
     nan_policy: Literal["stop", "skip"] = Field(
         "stop", description="On a NaN/inf loss: stop (keeping the last good checkpoint) or skip the step and count it.")
+    peak_tflops_per_device: float | None = Field(
+        None, gt=0, description="Peak TFLOP/s of one device for MFU; none = measured (CPU matmul) or MFU not logged.")
+    max_skipped_steps: int = Field(100, ge=0, description="With nan_policy skip: stop once this many steps were skipped.")
 
 
 class CheckpointSection(Section):
     every_steps: int = Field(1000, ge=1, description="Steps between checkpoints (one is also written at the end and on SIGTERM/SIGINT).")
     keep_last: int = Field(3, ge=1, description="Checkpoints kept; older ones are deleted after a new one is complete.")
     resume: str = Field("auto", description="'auto' = continue from the newest valid checkpoint of this run, 'never', or a checkpoint path.")
+    dir: str | None = Field(None, description="Checkpoint folder; none = <output_dir>/<run name>/checkpoints.")
 
 
 class TrackingSection(Section):

@@ -1,0 +1,145 @@
+"""torch_xla behind the :class:`vattfw.backend.Backend` interface (PJRT; CPU, TPU or GPU).
+
+Facts this relies on (measured on torch_xla 2.9, see shared/reference/stack.md):
+``xr.use_spmd()`` must run before the first XLA tensor exists; with fixed shapes a
+compiled step is traced each call but compiled only when its graph is new (step 0, and
+step 1 when optimiser state appears); Python scalars other than 0 and 1 enter the graph as
+data, so a changing learning rate does not recompile, but an exact 0.0 does (the engine
+floors it, see :func:`vattfw.engine.trainer.LR_FLOOR`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Iterable
+
+import torch
+
+os.environ.setdefault("PJRT_DEVICE", "CPU")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class XlaBackend:
+    name = "xla"
+
+    def __init__(self) -> None:
+        import torch_xla  # noqa: F401  (import cost ~2.4 s: only when a run starts)
+        self._mesh = None
+        self._spmd = False
+        self._names: tuple[str, ...] = ()
+
+    # -- runtime and mesh ------------------------------------------------------
+    def device_count(self) -> int:
+        import torch_xla.runtime as xr
+        return int(xr.global_runtime_device_count())
+
+    def start(self, mesh_shape: dict[str, int]) -> None:
+        import numpy as np
+        import torch_xla.distributed.spmd as xs
+        import torch_xla.runtime as xr
+        total = 1
+        for size in mesh_shape.values():
+            total *= size
+        self._names = tuple(mesh_shape)
+        if total > 1:
+            xr.use_spmd()
+            self._spmd = True
+            self._mesh = xs.Mesh(np.arange(total), tuple(mesh_shape.values()), self._names)
+
+    @property
+    def device(self) -> torch.device:
+        import torch_xla
+        return torch_xla.device()
+
+    @property
+    def spmd(self) -> bool:
+        return self._spmd
+
+    def shard(self, tensor: torch.Tensor, spec: tuple) -> None:
+        if self._spmd and any(s is not None for s in spec):
+            import torch_xla.distributed.spmd as xs
+            xs.mark_sharding(tensor, self._mesh, spec)
+
+    def sharding_of(self, tensor: torch.Tensor) -> str:
+        import torch_xla
+        return torch_xla._XLAC._get_xla_sharding_spec(tensor) or "replicated"
+
+    def device_loader(self, batches: Iterable[dict], specs: dict[str, tuple] | None,
+                      prefetch: int = 2) -> Iterable[dict]:
+        import torch_xla.distributed.parallel_loader as pl
+        sharding = None
+        if self._spmd and specs is not None:
+            import torch_xla.distributed.spmd as xs
+            sharding = {k: xs.ShardingSpec(self._mesh, s) for k, s in specs.items()}
+        # Small prefetch: the loader's iterator runs ahead by at most this many batches,
+        # which bounds the data states the engine keeps for exact resume.
+        return pl.MpDeviceLoader(batches, self.device, input_sharding=sharding,
+                                 loader_prefetch_size=prefetch, device_prefetch_size=1)
+
+    def to_device(self, tensor: torch.Tensor, spec: tuple | None = None) -> torch.Tensor:
+        out = tensor.to(self.device)
+        if spec is not None:
+            self.shard(out, spec)
+        return out
+
+    # -- compile and run -------------------------------------------------------
+    def compile(self, fn: Callable) -> Callable:
+        import torch_xla
+        # full_graph: a hidden host sync inside the step is an error, not a silent slowdown.
+        return torch_xla.compile(fn, full_graph=True)
+
+    def warm_up(self, tensors: list[torch.Tensor]) -> None:
+        """Compile the graph that computes ``tensors`` without executing it."""
+        import torch_xla
+        torch_xla._XLAC._xla_warm_up_cache(tensors, [])
+
+    def after_step(self, fn: Callable, args: tuple = ()) -> None:
+        import torch_xla.core.xla_model as xm
+        xm.add_step_closure(fn, args=args)
+
+    def sync(self) -> None:
+        import torch_xla
+        torch_xla.sync()
+
+    def autocast(self, precision: str):
+        if precision == "bf16":
+            return torch.autocast("xla", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- metrics ---------------------------------------------------------------
+    @staticmethod
+    def _count(metric: str) -> int:
+        import torch_xla.debug.metrics as met
+        data = met.metric_data(metric)
+        return int(data[0]) if data else 0
+
+    def compile_count(self) -> int:
+        return self._count("CompileTime")
+
+    def execute_count(self) -> int:
+        return self._count("ExecuteTime")
+
+    def metrics_report(self) -> str:
+        import torch_xla.debug.metrics as met
+        return met.short_metrics_report()
+
+    def memory_per_device(self) -> int | None:
+        import torch_xla.core.xla_model as xm
+        try:
+            info = xm.get_memory_info(self.device)
+        except Exception:  # not supported on the CPU client / SPMD virtual devices
+            return None
+        return int(info.get("bytes_used", 0)) or None
+
+    # -- RNG -------------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        import torch_xla.core.xla_model as xm
+        xm.set_rng_state(seed, device=self.device)
+
+    def rng_state(self) -> Any:
+        import torch_xla.core.xla_model as xm
+        return int(xm.get_rng_state(device=self.device))
+
+    def set_rng_state(self, state: Any) -> None:
+        import torch_xla.core.xla_model as xm
+        xm.set_rng_state(int(state), device=self.device)

@@ -1,0 +1,536 @@
+"""The trainer behind `vattfw run`: build from the spec, shard, compile one step, train.
+
+The compiled step (:meth:`Trainer._train_step`) is forward + losses + backward over the
+micro-batches, the gradient norm, the optimiser update and a few device-side health
+counters; nothing in it reads a value on the host.  Metrics, NaN checks and progress are
+read in step closures registered after each logged step, which the backend runs once that
+step's graph has executed (at the next step boundary, so logging overlaps the next step).
+
+NaN/inf: the step records, on the device, the first non-finite step and its loss terms;
+the host reads them at every logged step and before every checkpoint, so a checkpoint
+never holds a non-finite state.  ``nan_policy: stop`` then ends the run naming the step
+and the terms; ``skip`` keeps the parameters of a non-finite step unchanged (a select on
+the device) and counts it.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import os
+import pickle
+import random
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ..errors import Problem, UserError
+from . import checkpoint as ckpt
+from .mesh import batch_specs, check_batch, per_device_bytes, plan_model, resolve_mesh
+
+# torch_xla bakes the Python scalars 0 and 1 into the graph as constants, so an exact lr of 0
+# (step 0 of a warmup from 0, or a schedule ending at 0) compiles a second graph.  A floor
+# of 1e-12 changes no fp32 parameter of magnitude > 1e-5 (the update is below half an ulp).
+LR_FLOOR = 1e-12
+
+
+class TrainingStopped(Exception):
+    """The run stopped on a fault (non-finite loss, checkpoint failure); exit status 1."""
+
+
+@dataclass
+class Result:
+    status: str  # finished | interrupted | failed | dry_run
+    step: int
+    exit_code: int
+    summary: dict[str, Any] = field(default_factory=dict)
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+class _TrackedLoader:
+    """Wraps the host loader: remembers its state after each batch it hands out, so a
+    checkpoint records the state of the last batch the *step* consumed, not of the batch
+    the device loader's prefetch thread reached."""
+
+    def __init__(self, loader: Any, keep: int = 256):
+        self.loader = loader
+        self.produced = 0
+        self.states: deque[tuple[int, Any]] = deque(maxlen=keep)
+        self._first: dict | None = None
+        self._it = None
+
+    def peek(self) -> dict:
+        if self._first is None:
+            self._it = iter(self.loader)
+            self._first = next(self._it)
+            self.produced = 1
+            self.states.append((1, self._state()))
+        return self._first
+
+    def _state(self) -> Any:
+        sd = getattr(self.loader, "state_dict", None)
+        return sd() if sd else None
+
+    def __iter__(self):
+        self.peek()
+        first, self._first = self._first, {}
+        yield first
+        while True:
+            try:
+                batch = next(self._it)
+            except StopIteration:  # a finite loader: start its next pass
+                self._it = iter(self.loader)
+                batch = next(self._it)
+            self.produced += 1
+            self.states.append((self.produced, self._state()))
+            yield batch
+
+    def state_after(self, consumed: int) -> Any:
+        for n, state in reversed(self.states):
+            if n == consumed:
+                return state
+        raise RuntimeError(f"data state after batch {consumed} was not kept (prefetch ran too far ahead)")
+
+
+def spec_hash(spec: Any) -> str:
+    """Digest of what a resumed run must share with the run it continues."""
+    d = spec.model_dump(mode="json")
+    keep = {k: d[k] for k in ("model", "losses", "optimizer", "data")}
+    keep["train"] = {k: d["train"][k] for k in ("global_batch_size", "grad_accumulation", "precision")}
+    keep["seed"] = d["run"]["seed"]
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_dir_of(spec: Any) -> Path:
+    return Path(spec.run.output_dir) / spec.run.name
+
+
+def measure_peak_flops(seconds: float = 0.6) -> float:
+    """fp32 matmul FLOP/s of this host's CPU (best of a few 1024^3 products)."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    best, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * 1024 ** 3 / (time.perf_counter() - t))
+    return best
+
+
+class Trainer:
+    """One training run.  ``model``, ``loader`` and ``backend`` may be passed in (tests,
+    benchmarks); otherwise they are built from the spec."""
+
+    def __init__(self, spec: Any, host: Any = None, *, backend: Any = None, model: Any = None,
+                 loader: Any = None, resume: str | None = None, trackers: bool = True,
+                 console: Any = None, progress: bool = True):
+        from .. import default_host
+        self.spec, self.host = spec, host or default_host()
+        self._backend, self._model, self._loader = backend, model, loader
+        self.resume_arg = spec.checkpoint.resume if resume is None else resume
+        self.use_trackers, self.show_progress = trackers, progress
+        self.console = console
+        self.run_dir = run_dir_of(spec)
+        self.ckpt_root = Path(spec.checkpoint.dir) if spec.checkpoint.dir else self.run_dir / "checkpoints"
+        self.stop_signal: int | None = None
+        self.losses: list[tuple[int, float]] = []
+        self.last_metrics: dict[str, float] = {}
+        self.last_checkpoint: str | None = None
+        self._log_times: list[tuple[int, float]] = []
+
+    # == setup =================================================================
+    def setup(self) -> None:
+        from ..backend import get_backend
+        from ..model import build_model
+        from ..objective import build_objective
+        from .. import build
+        spec = self.spec
+        self.backend = self._backend or get_backend(spec.run.backend)
+        self.devices = self.backend.device_count()
+        self.sizes = resolve_mesh(spec.mesh, self.devices)
+        self.micro = check_batch(spec.train.global_batch_size, spec.train.grad_accumulation, 1, self.sizes)
+        _seed_host(spec.run.seed)
+        model = self._model if self._model is not None else build_model(spec.model, self.host)
+        self.plan = plan_model(model, self.sizes, spec.mesh.column_parallel, spec.mesh.row_parallel)
+        self.ckpt_root.mkdir(parents=True, exist_ok=True)
+        ckpt.clean_partial(self.ckpt_root)
+        self.resume_from = self._find_resume()
+        state, self.meta = ckpt.load(self.resume_from) if self.resume_from else ({}, {})
+        if self.meta and self.meta.get("spec_hash") != spec_hash(spec):
+            raise UserError(Problem(
+                f"checkpoint {self.resume_from} was written by a run with a different model, losses, optimizer, "
+                f"data, batch or seed; resume it with the same spec, or start afresh with --resume never "
+                f"or another run.name", "checkpoint.resume"))
+        if state:
+            model.load_state_dict(state["model"])
+        self.backend.start(self.sizes)  # SPMD mode must be fixed before the first device tensor
+        self.device = self.backend.device
+        self.model = model.to(self.device)
+        for name, p in self.model.named_parameters():
+            self.backend.shard(p, self.plan.specs[name])
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build("optimizer", spec.optimizer, self.host, params=[
+            (n, p) for n, p in self.model.named_parameters() if p.requires_grad])
+        base_lr = getattr(spec.optimizer.config, "lr", None) or self.optimizer.param_groups[0]["lr"]
+        self.schedule = build("schedule", spec.schedule, self.host, base_lr=base_lr, total_steps=spec.train.steps)
+        self.objective = build_objective(spec.losses, self.host)
+        if state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self._shard_optimizer_state()
+        self.step = int(self.meta.get("step", 0))
+        self.loader = self._loader if self._loader is not None else self._build_loader()
+        if self.meta.get("data") is not None and hasattr(self.loader, "load_state_dict"):
+            self.loader.load_state_dict(self.meta["data"])
+        self.backend.seed(spec.run.seed)
+        if self.meta:
+            _restore_rng(self.meta["rng"], self.backend)
+        self._init_health()
+        self.tracked = _TrackedLoader(self.loader)
+        self.specs = batch_specs(self.tracked.peek())
+        self.consumed = 0
+
+    def _build_loader(self):
+        from ..data import build_loader
+        return build_loader(self.spec, self.host, process_index=0, process_count=1, split="train")
+
+    def _find_resume(self) -> Path | None:
+        arg = self.resume_arg
+        if arg in ("never", "none", ""):
+            return None
+        if arg == "auto":
+            return ckpt.latest(self.ckpt_root)
+        path = Path(arg)
+        if not path.exists():
+            raise UserError(Problem(f"checkpoint {path} does not exist", "checkpoint.resume"))
+        if not ckpt.is_complete(path):  # a run folder or checkpoint folder: its newest complete checkpoint
+            found = ckpt.latest(path) or ckpt.latest(path / "checkpoints")
+            if found is None:
+                raise UserError(Problem(f"{path} holds no complete checkpoint", "checkpoint.resume"))
+            return found
+        return path
+
+    def _shard_optimizer_state(self) -> None:
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for p, st in self.optimizer.state.items():
+            spec = self.plan.specs.get(names.get(id(p), ""))
+            for v in st.values():
+                if spec and isinstance(v, torch.Tensor) and v.device == p.device and v.shape == p.shape:
+                    self.backend.shard(v, spec)
+
+    def _init_health(self) -> None:
+        n_terms = len(self.spec.losses.terms)
+        d = self.device
+        self.step_t = torch.tensor(self.step, dtype=torch.int64, device=d)
+        self.bad_step = torch.tensor(-1, dtype=torch.int64, device=d)
+        self.bad_values = torch.zeros(n_terms + 1, device=d)
+        self.skipped_t = torch.tensor(int(self.meta.get("skipped_steps", 0)), dtype=torch.int64, device=d)
+
+    # == the compiled step =====================================================
+    def _train_step(self, batches: list[dict]) -> tuple:
+        total, terms = self._forward_backward(batches)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        finite = torch.isfinite(total) & torch.isfinite(grad_norm)
+        skip = self.spec.train.nan_policy == "skip"
+        before = [p.detach().clone() for p in self.params] if skip else None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if skip:
+            with torch.no_grad():
+                for p, old in zip(self.params, before):
+                    p.copy_(torch.where(finite, p, old))
+        self._update_health(finite, total, terms)
+        return total, terms, grad_norm
+
+    def _forward_backward(self, batches: list[dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        n = len(batches)
+        total_sum, term_sums = None, {}
+        for batch in batches:
+            with self.backend.autocast(self.spec.train.precision):
+                outputs = self.model(batch)
+            total, terms = self.objective(outputs, batch)
+            (total / n).backward()
+            total_sum = total.detach() if total_sum is None else total_sum + total.detach()
+            for k, v in terms.items():
+                term_sums[k] = v.detach() if k not in term_sums else term_sums[k] + v.detach()
+        return total_sum / n, {k: v / n for k, v in term_sums.items()}
+
+    def _update_health(self, finite: torch.Tensor, total: torch.Tensor, terms: dict) -> None:
+        self.step_t = self.step_t + 1
+        newly_bad = (~finite) & (self.bad_step < 0)
+        self.bad_step = torch.where(newly_bad, self.step_t, self.bad_step)
+        values = torch.stack([total.float()] + [terms[k].float() for k in self.spec.losses.terms])
+        self.bad_values = torch.where(newly_bad, values, self.bad_values)
+        self.skipped_t = self.skipped_t + (~finite).long()
+
+    # == running ===============================================================
+    def run(self) -> Result:
+        from .tracking import Trackers
+        self.setup()
+        self.trackers = Trackers(self.spec, self.host, str(self.run_dir), disabled=not self.use_trackers)
+        hook = self.trackers.hook
+        status, code, error = "failed", 1, None
+        self.t_start = time.perf_counter()
+        self.start_step = self.step
+        old_handlers = self._install_signals()
+        try:
+            hook.vattfw_run_start(spec=self.spec, run_dir=str(self.run_dir))
+            self._loop()
+            status, code = ("interrupted", 128 + self.stop_signal) if self.stop_signal else ("finished", 0)
+        except TrainingStopped as exc:
+            error = str(exc)
+        except ckpt.CheckpointError as exc:
+            error = str(exc)
+        finally:
+            _restore_signals(old_handlers)
+            summary = self._summary()
+            if error:
+                summary["error"] = error
+            try:
+                hook.vattfw_run_end(status=status, summary=summary)
+            finally:
+                self.trackers.close()
+        if error:
+            self._print(f"[red]error:[/red] {error}")
+        if self.stop_signal:
+            self._print(f"stopped by {signal.Signals(self.stop_signal).name} at step {self.step}; "
+                        f"checkpoint {self.last_checkpoint}; resume with the same command")
+        self._print_summary(summary, status)
+        return Result(status, self.step, code, summary, self.losses)
+
+    def _loop(self) -> None:
+        spec = self.spec
+        total_steps, acc = spec.train.steps, spec.train.grad_accumulation
+        compiled = self.backend.compile(self._train_step)
+        device_iter = iter(self.backend.device_loader(self.tracked, self.specs if self.backend.spmd else None))
+        self.flops_per_step = None
+        progress = self._progress()
+        self._log_times.append((self.step, time.perf_counter()))
+        with progress:
+            while self.step < total_steps and not self.stop_signal:
+                batches = [next(device_iter) for _ in range(acc)]
+                lr = max(self.schedule(self.step), LR_FLOOR)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                if self.flops_per_step is None:
+                    out, self.flops_per_step = _count_flops(compiled, batches)
+                else:
+                    out = compiled(batches)
+                self.step += 1
+                self.consumed += acc
+                if self.step % spec.train.log_every == 0 or self.step == total_steps or self.step == 1:
+                    self.backend.after_step(self._on_log, (self.step, lr, *out, self.skipped_t, self.bad_step,
+                                                           self.bad_values))
+                progress.advance(self.step)
+                if self.step % spec.checkpoint.every_steps == 0 and self.step < total_steps:
+                    self._checkpoint()
+            self.backend.sync()  # runs the last step's closures
+            self._check_health()
+            if self.step > self.start_step or not self.resume_from:
+                self._checkpoint()
+        self.progress_bar = None
+
+    # -- closures (host side) ---------------------------------------------------
+    def _on_log(self, step: int, lr: float, total, terms, grad_norm, skipped, bad_step, bad_values) -> None:
+        now = time.perf_counter()
+        prev_step, prev_t = self._log_times[-1]
+        self._log_times.append((step, now))
+        loss = float(total)
+        self.losses.append((step, loss))
+        metrics = {"loss": loss, **{f"loss/{k}": float(v) for k, v in terms.items()},
+                   "lr": lr, "grad_norm": float(grad_norm), "skipped_steps": float(skipped)}
+        if step > prev_step and prev_step > self.start_step:  # the first interval includes compiling
+            rate = (step - prev_step) * self.spec.train.global_batch_size / (now - prev_t)
+            metrics["clips_per_s"] = rate
+            if self.flops_per_step and self.peak_flops:
+                metrics["mfu"] = (self.flops_per_step * (step - prev_step) / (now - prev_t)) / self.peak_flops
+        for reason, n in _skipped_samples(self.loader).items():
+            metrics[f"skipped/{reason}"] = float(n)
+        self.last_metrics = metrics
+        if self.progress_bar is not None:
+            self.progress_bar.update(metrics, step)
+        self.trackers.hook.vattfw_step_end(step=step, metrics=metrics)
+        self._raise_if_bad(int(bad_step), bad_values, int(skipped))
+
+    def _check_health(self) -> None:
+        self._raise_if_bad(int(self.bad_step.cpu()), self.bad_values, int(self.skipped_t.cpu()))
+
+    def _raise_if_bad(self, bad_step: int, bad_values, skipped: int) -> None:
+        t = self.spec.train
+        if t.nan_policy == "stop" and bad_step >= 0:
+            values = [float(v) for v in bad_values.cpu()]
+            terms = ", ".join(f"{k}={v}" for k, v in zip(["loss", *self.spec.losses.terms], values))
+            kept = f"the last good checkpoint is {self.last_checkpoint or ckpt.latest(self.ckpt_root)}"
+            raise TrainingStopped(f"non-finite loss at step {bad_step} ({terms}); {kept} "
+                                  f"(train.nan_policy: skip would skip such steps)")
+        if t.nan_policy == "skip" and skipped > t.max_skipped_steps:
+            raise TrainingStopped(f"{skipped} steps had a non-finite loss or gradient, more than "
+                                  f"train.max_skipped_steps={t.max_skipped_steps}")
+
+    # -- checkpoints ------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        self.backend.sync()
+        self._check_health()
+        state = {"model": _to_cpu(self.model.state_dict()), "optimizer": _to_cpu(self.optimizer.state_dict())}
+        meta = {"spec_hash": spec_hash(self.spec), "rng": _rng_state(self.backend),
+                "data": self.tracked.state_after(self.consumed) if self.consumed else
+                self.meta.get("data"), "skipped_steps": int(self.skipped_t.cpu()), "time": time.time(),
+                "mesh": self.sizes}
+        path = ckpt.save(self.ckpt_root, self.step, state, meta, self.spec.checkpoint.keep_last)
+        self.last_checkpoint = str(path)
+        self.trackers.hook.vattfw_checkpoint_saved(step=self.step, path=str(path))
+
+    # -- signals ----------------------------------------------------------------
+    def _install_signals(self):
+        def handler(signum, frame):
+            if self.stop_signal:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+        old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+        return old
+
+    # -- output -----------------------------------------------------------------
+    def _progress(self):
+        from .progress import ProgressView
+        self.peak_flops = self._peak_flops()
+        self.progress_bar = ProgressView(self.spec.train.steps, self.step, console=self.console,
+                                         enabled=self.show_progress)
+        return self.progress_bar
+
+    def _peak_flops(self) -> float | None:
+        per_device = self.spec.train.peak_tflops_per_device
+        if per_device:
+            return per_device * 1e12 * self.devices
+        if self.device.type == "xla" and os.environ.get("PJRT_DEVICE", "CPU") == "CPU":
+            return measure_peak_flops()  # the virtual CPU devices share the host's cores
+        return None
+
+    def _summary(self) -> dict[str, Any]:
+        wall = time.perf_counter() - getattr(self, "t_start", time.perf_counter())
+        summary: dict[str, Any] = {"step": self.step, "steps_run": self.step - getattr(self, "start_step", 0),
+                                   "wall_s": round(wall, 2)}
+        if self.losses:
+            summary["first_loss"] = self.losses[0][1]
+            summary["final_loss"] = self.losses[-1][1]
+        rates = [v for k, v in self.last_metrics.items() if k == "clips_per_s"]
+        if len(self._log_times) > 2:
+            (s0, t0), (s1, t1) = self._log_times[1], self._log_times[-1]
+            if s1 > s0:
+                summary["clips_per_s"] = (s1 - s0) * self.spec.train.global_batch_size / (t1 - t0)
+        elif rates:
+            summary["clips_per_s"] = rates[0]
+        if hasattr(self, "backend"):
+            summary["compiles"] = self.backend.compile_count()
+        if getattr(self, "loader", None) is not None:
+            summary["skipped_samples"] = sum(_skipped_samples(self.loader).values())
+        summary["checkpoint"] = self.last_checkpoint
+        summary["run_dir"] = str(self.run_dir)
+        return summary
+
+    def _print(self, text: str) -> None:
+        from rich.console import Console
+        (self.console or Console(stderr=True)).print(text)
+
+    def _print_summary(self, summary: dict[str, Any], status: str) -> None:
+        from rich.console import Console
+        from rich.table import Table
+        table = Table(title=f"vattfw run {self.spec.run.name}: {status}", show_header=False)
+        for k, v in summary.items():
+            table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        (self.console or Console(stderr=True)).print(table)
+
+    # == dry run ===============================================================
+    def dry_run(self) -> dict[str, Any]:
+        """Build, trace and compile one step with the real shapes; execute nothing."""
+        self.setup()
+        acc = self.spec.train.grad_accumulation
+        first = self.tracked.peek()
+        cpu_batches = [first] * acc
+        batches = [{k: self.backend.to_device(v, self.specs[k] if self.backend.spmd else None)
+                    for k, v in b.items()} for b in cpu_batches]
+        from torch.utils.flop_counter import FlopCounterMode
+        t0 = time.perf_counter()
+        with FlopCounterMode(display=False) as counter:
+            out = self._train_step(batches)
+        tensors = [out[0], *out[1].values(), out[2], *self.params, self.bad_step, self.skipped_t]
+        tensors += [v for st in self.optimizer.state.values() for v in st.values()
+                    if isinstance(v, torch.Tensor) and v.device.type == "xla"]
+        compiled_before = self.backend.compile_count()
+        self.backend.warm_up(tensors)
+        info = {
+            "devices": self.devices, "mesh": self.sizes,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "trainable": sum(p.numel() for p in self.params),
+            "micro_batch": self.micro, "grad_accumulation": acc,
+            "flops_per_step": counter.get_total_flops(),
+            "state_bytes_per_device": per_device_bytes(self.model, self.plan, self.sizes, 2),
+            "memory_per_device": self.backend.memory_per_device(),
+            "compiles": self.backend.compile_count() - compiled_before,
+            "trace_and_compile_s": round(time.perf_counter() - t0, 2),
+            "batch": {k: f"{tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in first.items()},
+        }
+        return info
+
+
+def _count_flops(compiled: Callable, batches: list[dict]) -> tuple[Any, int]:
+    """Run the first step under FlopCounterMode: torch_xla traces it lazily, so the counter sees
+    every matmul of forward and backward once, at global shapes."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        out = compiled(batches)
+    return out, counter.get_total_flops()
+
+
+def _seed_host(seed: int) -> None:
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(backend: Any) -> dict[str, Any]:
+    import numpy as np
+    blob = pickle.dumps({"python": random.getstate(), "numpy": np.random.get_state(),
+                         "torch": torch.get_rng_state()})
+    return {"device": backend.rng_state(), "host": base64.b64encode(blob).decode()}
+
+
+def _restore_rng(state: dict[str, Any], backend: Any) -> None:
+    import numpy as np
+    host = pickle.loads(base64.b64decode(state["host"]))
+    random.setstate(host["python"])
+    np.random.set_state(host["numpy"])
+    torch.set_rng_state(host["torch"])
+    backend.set_rng_state(state["device"])
+
+
+def _restore_signals(old: dict) -> None:
+    for sig, h in old.items():
+        signal.signal(sig, h)
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _skipped_samples(loader: Any) -> dict[str, int]:
+    fn = getattr(loader, "skipped", None)
+    return dict(fn()) if fn else {}
