@@ -40,8 +40,8 @@ def test_missing_file(tmp_path):
 def test_unknown_key_suggests_the_closest(tmp_path):
     res, path = validate(tmp_path, "run:\n  name: x\n  seeed: 3\n")
     (line,) = error_lines(res)
-    assert line == (f"error: {path}:3: run.seeed: unknown key 'seeed'; did you mean 'seed'? "
-                    "valid keys: name, seed, output_dir")
+    assert line.startswith(f"error: {path}:3: run.seeed: unknown key 'seeed'; did you mean 'seed'? "
+                           "valid keys: name, seed, output_dir")
 
 
 def test_wrong_type_and_out_of_range_are_each_one_line(tmp_path):
@@ -97,7 +97,7 @@ def test_cross_field_errors(tmp_path, text, path, fragment):
 def test_bad_override_is_located_at_the_command_line(tmp_path):
     res, _ = validate(tmp_path, "run: {name: x}\n", "--set", "train.steps=lots")
     (line,) = error_lines(res)
-    assert line == "error: --set: train.steps: got 'lots'; input should be a valid integer"
+    assert line.startswith("error: --set: train.steps: got 'lots'; input should be a valid integer")
 
 
 def test_override_without_equals(tmp_path):

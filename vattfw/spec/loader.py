@@ -6,6 +6,7 @@ Pipeline: read YAML (keeping each key's line) -> merge ``extends`` chains -> app
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import typing
 from pathlib import Path
@@ -95,11 +96,39 @@ def apply_override(data: dict, text: str, origins: Origins) -> None:
     except yaml.YAMLError as exc:
         raise UserError(Problem(f"--set {text!r}: value is not valid YAML ({exc.__class__.__name__})")) from None
     parts: list[str | int] = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    _seed_defaults(data, parts[:-1])
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         node = _step_into(node, part, parts[i + 1], key)
     _assign(node, parts[-1], value, key)
     origins[tuple(parts)] = ("--set", None)
+
+
+def _seed_defaults(data: dict, parts: list[str | int]) -> None:
+    """Copy the schema's defaults into sections the file left out, so that
+    ``--set optimizer.lr=1e-3`` tunes the default optimizer rather than replacing it."""
+    node: Any = data
+    default: Any = Spec()
+    for part in parts:
+        if isinstance(default, BaseModel) and isinstance(part, str) and part in type(default).model_fields:
+            default = getattr(default, part)
+        elif isinstance(default, (dict, list)) and _has(default, part):
+            default = default[part]
+        else:
+            return
+        if not isinstance(node, (dict, list)):
+            return
+        if not _has(node, part):
+            if isinstance(node, list):
+                return
+            node[part] = default.model_dump() if isinstance(default, BaseModel) else copy.deepcopy(default)
+        node = node[part]
+
+
+def _has(container: Any, part: str | int) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(part, int) and -len(container) <= part < len(container)
 
 
 def _step_into(node: Any, part: str | int, nxt: str | int, key: str) -> Any:
