@@ -5,15 +5,11 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 import vattfw
-from vattfw_plugins.backbones._encoder import dense
 
 
 class Config(vattfw.PluginConfig):
@@ -24,22 +20,6 @@ class Config(vattfw.PluginConfig):
     output: str = Field("logits", description="Output key in the model's result dict.")
 
 
-class LinearHead(nn.Module):
-    def __init__(self, cfg: Config, dims: dict[str, int]):
-        super().__init__()
-        if cfg.modality not in dims:
-            raise vattfw.UserError(vattfw.Problem(
-                f"head 'linear': modality {cfg.modality!r} has no backbone; configured: {sorted(dims)}"))
-        self.cfg = cfg
-        self.drop = nn.Dropout(cfg.dropout)
-        self.fc = dense(dims[cfg.modality], cfg.num_classes)
-        if cfg.bias_init == "prior":
-            nn.init.constant_(self.fc.bias, -math.log(cfg.num_classes - 1))
-
-    def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        key = f"{self.cfg.modality}_pooled"
-        return {self.cfg.output: self.fc(self.drop(feats[key]))} if key in feats else {}
-
-
-def build(config: Config, dims: dict[str, int], **_) -> LinearHead:
+def build(config: Config, dims: dict[str, int], **_) -> object:
+    from ._linear import LinearHead
     return LinearHead(config, dims)

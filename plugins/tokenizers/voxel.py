@@ -7,13 +7,11 @@ Input ``[B, T, H, W, 3]`` in [-1, 1] -> tokens ``[B, N, d]`` (N = T/t * H/h * W/
 """
 from __future__ import annotations
 
-import torch
 from pydantic import Field
-from torch import nn
 
 import vattfw
 
-from ._position import DropToken, DropTokenConfig, GridPositions, PositionConfig, bad_shape, prod
+from ._configs import DropTokenConfig, PositionConfig
 
 
 class Config(vattfw.PluginConfig):
@@ -26,33 +24,6 @@ class Config(vattfw.PluginConfig):
     drop_token: DropTokenConfig = Field(default_factory=DropTokenConfig, description="DropToken (training only).")
 
 
-class VoxelTokenizer(nn.Module):
-    provides_agg = False
-
-    def __init__(self, cfg: Config, dim: int):
-        super().__init__()
-        self.cfg, self.dim = cfg, dim
-        self.proj = nn.Conv3d(cfg.channels, dim, kernel_size=cfg.patch, stride=cfg.patch)
-        nn.init.xavier_uniform_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-        self.pos = GridPositions(cfg.buckets, dim, cfg.position)
-        self.drop_token = DropToken(cfg.drop_token, prod(cfg.buckets), "voxel")
-
-    def grid(self, shape) -> tuple[int, int, int]:
-        t, h, w = self.cfg.patch
-        expected = f"[B, T, H, W, {self.cfg.channels}] with T % {t} == H % {h} == W % {w} == 0"
-        if len(shape) != 5 or shape[-1] != self.cfg.channels:
-            raise bad_shape("voxel", expected, shape)
-        if shape[1] % t or shape[2] % h or shape[3] % w:
-            raise bad_shape("voxel", expected, shape, f"frames not divisible by the patch {t}x{h}x{w}")
-        return shape[1] // t, shape[2] // h, shape[3] // w
-
-    def forward(self, video: torch.Tensor):
-        grid = self.grid(tuple(video.shape))
-        x = self.proj(video.permute(0, 4, 1, 2, 3))          # [B, d, t, h, w]
-        x = x.flatten(2).transpose(1, 2)                     # [B, N, d], row-major (t, h, w)
-        return self.drop_token(self.pos(x, grid)), None
-
-
-def build(config: Config, dim: int, **_) -> VoxelTokenizer:
+def build(config: Config, dim: int, **_) -> object:
+    from ._voxel import VoxelTokenizer
     return VoxelTokenizer(config, dim)

@@ -6,7 +6,7 @@ import torch
 
 import vattfw
 from vattfw.model import build_model
-from vattfw_plugins.backbones.t5 import relative_bucket
+from vattfw_plugins.backbones._t5 import relative_bucket
 
 
 def paper_batch(b: int = 2, candidates: int = 5) -> dict:

@@ -1,0 +1,26 @@
+"""Implementation of the ``transformer`` plugin (torch; imported only when it is built)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .transformer import Config
+from ._encoder import Encoder, agg_token, prepend
+
+
+class TransformerBackbone(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.encoder = Encoder(cfg)
+        self.width = self.dim = self.encoder.width
+        self.has_agg = cfg.agg_token
+        if cfg.agg_token:
+            self.agg = agg_token(self.width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        if self.has_agg:
+            x, mask = prepend(self.agg, x, mask)
+        seq = self.encoder(x, mask)
+        return seq[:, 0], seq
+
+
