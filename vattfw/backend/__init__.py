@@ -41,9 +41,11 @@ class Backend(Protocol):
     def memory_per_device(self) -> int | None: ...
 
 
-def get_backend(name: str = "xla") -> Backend:
+def get_backend(name: str = "xla", compile: str = "optimized") -> Backend:
+    """``compile``: "optimized" or "fast" (less backend optimisation, quicker compiles);
+    takes effect only if this is the first backend of the process."""
     if name == "xla":
         from .xla import XlaBackend
-        return XlaBackend()
+        return XlaBackend(compile)
     from ..errors import Problem, UserError
     raise UserError(Problem(f"unknown backend {name!r}; available: xla", path="run.backend"))

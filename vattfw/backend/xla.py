@@ -22,7 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 class XlaBackend:
     name = "xla"
 
-    def __init__(self) -> None:
+    def __init__(self, compile: str = "optimized") -> None:
+        if compile == "fast" and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+            # Read when the runtime starts (first device query), so set before that.
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
         import torch_xla  # noqa: F401  (import cost ~2.4 s: only when a run starts)
         self._mesh = None
         self._spmd = False

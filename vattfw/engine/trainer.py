@@ -152,7 +152,7 @@ class Trainer:
         from ..objective import build_objective
         from .. import build
         spec = self.spec
-        self.backend = self._backend or get_backend(spec.run.backend)
+        self.backend = self._backend or get_backend(spec.run.backend, spec.run.compile)
         self.devices = self.backend.device_count()
         self.sizes = resolve_mesh(spec.mesh, self.devices)
         self.micro = check_batch(spec.train.global_batch_size, spec.train.grad_accumulation, 1, self.sizes)
@@ -195,6 +195,8 @@ class Trainer:
         self.tracked = _TrackedLoader(self.loader)
         self.specs = batch_specs(self.tracked.peek())
         self.consumed = 0
+        self.backend.sync()  # materialise whatever building and sharding left pending
+        self.compiles_at_start = self.backend.compile_count()
 
     def _build_loader(self):
         from ..data import build_loader
@@ -226,11 +228,11 @@ class Trainer:
 
     def _init_health(self) -> None:
         n_terms = len(self.spec.losses.terms)
-        d = self.device
-        self.step_t = torch.tensor(self.step, dtype=torch.int64, device=d)
-        self.bad_step = torch.tensor(-1, dtype=torch.int64, device=d)
-        self.bad_values = torch.zeros(n_terms + 1, device=d)
-        self.skipped_t = torch.tensor(int(self.meta.get("skipped_steps", 0)), dtype=torch.int64, device=d)
+        d = self.device  # made on the CPU and moved: device data, not graph constants
+        self.step_t = torch.tensor(self.step, dtype=torch.int64).to(d)
+        self.bad_step = torch.tensor(-1, dtype=torch.int64).to(d)
+        self.bad_values = torch.zeros(n_terms + 1).to(d)
+        self.skipped_t = torch.tensor(int(self.meta.get("skipped_steps", 0)), dtype=torch.int64).to(d)
 
     # == the compiled step =====================================================
     def _train_step(self, batches: list[dict]) -> tuple:
@@ -312,7 +314,8 @@ class Trainer:
         device_iter = iter(self.backend.device_loader(self.tracked, self.specs if self.backend.spmd else None))
         self.flops_per_step = None
         progress = self._progress()
-        self._log_times.append((self.step, time.perf_counter()))
+        self._log_times.append((self.step, time.perf_counter(), self.backend.compile_count()))
+        self._timed_steps, self._timed_s = 0, 0.0
         with progress:
             while self.step < total_steps and not self.stop_signal:
                 batches = [next(device_iter) for _ in range(acc)]
@@ -339,16 +342,17 @@ class Trainer:
 
     # -- closures (host side) ---------------------------------------------------
     def _on_log(self, step: int, lr: float, total, terms, grad_norm, skipped, bad_step, bad_values) -> None:
-        now = time.perf_counter()
-        prev_step, prev_t = self._log_times[-1]
-        self._log_times.append((step, now))
+        now, compiles = time.perf_counter(), self.backend.compile_count()
+        prev_step, prev_t, prev_compiles = self._log_times[-1]
+        self._log_times.append((step, now, compiles))
         loss = float(total)
         self.losses.append((step, loss))
         metrics = {"loss": loss, **{f"loss/{k}": float(v) for k, v in terms.items()},
                    "lr": lr, "grad_norm": float(grad_norm), "skipped_steps": float(skipped)}
-        if step > prev_step and prev_step > self.start_step:  # the first interval includes compiling
-            rate = (step - prev_step) * self.spec.train.global_batch_size / (now - prev_t)
-            metrics["clips_per_s"] = rate
+        if step > prev_step and compiles == prev_compiles:  # intervals that compiled say nothing of speed
+            self._timed_steps += step - prev_step
+            self._timed_s += now - prev_t
+            metrics["clips_per_s"] = (step - prev_step) * self.spec.train.global_batch_size / (now - prev_t)
             if self.flops_per_step and self.peak_flops:
                 metrics["mfu"] = (self.flops_per_step * (step - prev_step) / (now - prev_t)) / self.peak_flops
         for reason, n in _skipped_samples(self.loader).items():
@@ -424,15 +428,12 @@ class Trainer:
         if self.losses:
             summary["first_loss"] = self.losses[0][1]
             summary["final_loss"] = self.losses[-1][1]
-        rates = [v for k, v in self.last_metrics.items() if k == "clips_per_s"]
-        if len(self._log_times) > 2:
-            (s0, t0), (s1, t1) = self._log_times[1], self._log_times[-1]
-            if s1 > s0:
-                summary["clips_per_s"] = (s1 - s0) * self.spec.train.global_batch_size / (t1 - t0)
-        elif rates:
-            summary["clips_per_s"] = rates[0]
+        if getattr(self, "_timed_steps", 0):
+            summary["clips_per_s"] = self._timed_steps * self.spec.train.global_batch_size / self._timed_s
+            if getattr(self, "flops_per_step", None) and getattr(self, "peak_flops", None):
+                summary["mfu"] = self.flops_per_step * self._timed_steps / self._timed_s / self.peak_flops
         if hasattr(self, "backend"):
-            summary["compiles"] = self.backend.compile_count()
+            summary["compiles"] = self.backend.compile_count() - getattr(self, "compiles_at_start", 0)
         if getattr(self, "loader", None) is not None:
             summary["skipped_samples"] = sum(_skipped_samples(self.loader).values())
         summary["checkpoint"] = self.last_checkpoint
