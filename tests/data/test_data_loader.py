@@ -1,0 +1,98 @@
+"""The loader: fixed shapes, exact resume, worker-count independence, host split, mixing."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import SMALL
+
+from vattfw.data import make_loader
+from vattfw.data.loader import Source, batch_counts
+
+
+def _take(loader, n):
+    it = iter(loader)
+    return [next(it) for _ in range(n)]
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def _src(shard_dir, **kw):
+    return Source((str(shard_dir / "shard-{000000..000003}.tar"),), **kw)
+
+
+def test_batches_have_the_contract_shapes(shard_dir):
+    loader = make_loader([_src(shard_dir)], SMALL, batch_size=4, seed=1)
+    b = _take(loader, 1)[0]
+    assert b["video"].shape == (4, 4, 32, 32, 3) and b["video"].dtype == torch.float32
+    assert b["audio"].shape == (4, 8000) and b["text"].shape == (4, 5, 16) and b["text"].dtype == torch.int64
+    for k in ("text_mask", "audio_mask", "video_mask"):
+        assert b[k].shape == (4,)
+    assert b["video"].min() >= -1 and b["video"].max() <= 1 and b["audio"].abs().max() <= 1
+    # A clip without captions gets zero ids and mask 0; one with captions gets ids and mask 1.
+    for ids, m in zip(b["text"], b["text_mask"]):
+        assert (ids.abs().sum() > 0) == (m == 1)
+
+
+def test_resume_is_exact_and_worker_count_free(shard_dir):
+    n, k = 7, 3
+    full = _take(make_loader([_src(shard_dir)], {**SMALL, "num_workers": 2}, batch_size=3, seed=5), n)
+    first = make_loader([_src(shard_dir)], SMALL, batch_size=3, seed=5)
+    head = _take(first, k)
+    state = json.loads(json.dumps(first.state_dict()))  # a checkpoint stores it as JSON
+    resumed = make_loader([_src(shard_dir)], {**SMALL, "num_workers": 1}, batch_size=3, seed=5)
+    resumed.load_state_dict(state)
+    tail = _take(resumed, n - k)
+    for a, b in zip(full, head + tail):
+        _same(a, b)
+    assert state["sources"][0]["position"] == 9 and state["batches"] == 3
+
+
+def test_another_seed_gives_other_batches(shard_dir):
+    a = _take(make_loader([_src(shard_dir)], SMALL, batch_size=3, seed=0), 1)[0]
+    b = _take(make_loader([_src(shard_dir)], SMALL, batch_size=3, seed=1), 1)[0]
+    assert not torch.equal(a["video"], b["video"])
+
+
+def test_resume_refuses_changed_settings(shard_dir):
+    import vattfw
+    first = make_loader([_src(shard_dir)], SMALL, batch_size=3, seed=5)
+    state = first.state_dict()
+    other = make_loader([_src(shard_dir)], SMALL, batch_size=3, seed=6)
+    with pytest.raises(vattfw.UserError, match="seed"):
+        other.load_state_dict(state)
+
+
+def test_hosts_read_disjoint_shards_and_every_sample(shard_dir):
+    def keys(host, hosts):
+        loader = make_loader([_src(shard_dir)], {**SMALL, "shuffle": False}, batch_size=1, seed=0,
+                             process_index=host, process_count=hosts)
+        stream = loader.maker.streams[0]
+        epoch_len = stream.epoch_length(0)
+        return {stream.locate(p)[1:] for p in range(epoch_len)}
+    a, b = keys(0, 2), keys(1, 2)
+    assert not {s for s, _ in a} & {s for s, _ in b}
+    assert len(a | b) == sum(len(x) for x in (a, b))
+    everything = keys(0, 1)
+    assert a | b == everything
+
+
+def test_weights_fix_the_share_of_every_batch():
+    assert batch_counts([1, 1], 8) == [4, 4]
+    assert batch_counts([1, 1], 7) == [4, 3]
+    assert batch_counts([3, 1], 8) == [6, 2]
+    assert sum(batch_counts([0.2, 0.3, 0.5], 11)) == 11
+
+
+def test_mixed_sources_take_a_fixed_count(shard_dir):
+    video = _src(shard_dir, require=("video",))
+    audio_only = Source((str(shard_dir / "shard-{000000..000003}.tar"),), require=("audio",), weight=1.0)
+    loader = make_loader([video, audio_only], SMALL, batch_size=4, seed=0)
+    b = _take(loader, 2)[1]
+    assert b["video"].shape[0] == 4
+    assert loader.maker.counts == [2, 2]

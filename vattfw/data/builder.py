@@ -1,0 +1,223 @@
+"""`vattfw data build SRC OUT`: media files (+ caption/label sidecars) or a manifest -> shards.
+
+Inputs
+* a folder: every media file (mp4 mkv webm avi mov; wav flac mp3 ogg m4a) below it is a clip;
+  files with the same path minus extension are one sample, e.g. ``a/x.mp4`` + ``a/x.wav``
+  (separate audio) + ``a/x.txt`` (one caption per line) + ``a/x.json`` (``captions``,
+  ``label``, ``labels`` and any other metadata).  ``label_from_folder`` takes the class
+  from the parent folder's name.
+* a ``.csv`` or ``.jsonl`` manifest, one row per clip: ``path`` (or ``video`` / ``audio``),
+  optional ``key``, ``caption`` / ``captions`` (CSV: separated by ``|``), ``label``, ``labels``;
+  paths relative to the manifest.
+
+Media bytes are stored as they are (no re-encoding).  Each clip is probed in a worker
+process; empty or undecodable files are skipped and listed in ``report.json``.  Output is
+deterministic: samples are sorted by key and tar headers carry no time or owner.
+Class names (string labels) become ids in sorted order, listed in ``classes.json``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import Problem, UserError
+from .decode import AUDIO_EXTS, VIDEO_EXTS, DecodeError, open_clip
+from .shards import ShardWriter, sample_json
+
+MEDIA_EXTS = VIDEO_EXTS + AUDIO_EXTS
+
+
+def _key(rel: str) -> str:
+    # webdataset splits a key from its extension at the first dot of the file name.
+    return re.sub(r"[.\s]", "_", rel)
+
+
+def collect_folder(src: Path, label_from_folder: bool = False) -> list[dict]:
+    groups: dict[str, dict] = {}
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = path.relative_to(src)
+        ext = path.suffix.lower().lstrip(".")
+        stem = str(rel.with_suffix("")).replace("\\", "/")
+        item = groups.setdefault(stem, {"key": _key(stem), "media": {}, "sidecars": {}, "origin": stem})
+        if ext in MEDIA_EXTS:
+            item["media"][ext] = str(path)
+        elif ext in ("txt", "json"):
+            item["sidecars"][ext] = str(path)
+        if label_from_folder and rel.parent != Path("."):
+            item["label"] = rel.parent.name
+    items = []
+    for stem in sorted(groups):
+        item = groups[stem]
+        if not item["media"]:
+            continue  # a sidecar without media is not a clip
+        captions, meta = _sidecars(item.pop("sidecars"))
+        items.append({**item, **meta, "captions": captions})
+    return items
+
+
+def _sidecars(found: dict[str, str]) -> tuple[list[str], dict]:
+    captions: list[str] = []
+    meta: dict = {}
+    if "txt" in found:
+        captions = [ln.strip() for ln in Path(found["txt"]).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if "json" in found:
+        doc = json.loads(Path(found["json"]).read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise UserError(Problem(f"{found['json']}: a sidecar json must be an object"))
+        extra = doc.pop("captions", None) or doc.pop("caption", None) or []
+        captions += [extra] if isinstance(extra, str) else list(extra)
+        meta = doc
+    return captions, meta
+
+
+def collect_manifest(path: Path) -> list[dict]:
+    rows: list[dict] = []
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise UserError(Problem(f"invalid JSON: {exc}", file=str(path), line=n)) from None
+    items = []
+    for n, row in enumerate(rows, 1):
+        media = {}
+        for field in ("path", "video", "audio"):
+            if row.get(field):
+                p = (path.parent / row[field]).resolve()
+                media[p.suffix.lower().lstrip(".")] = str(p)
+        if not media:
+            raise UserError(Problem("row has no path/video/audio", file=str(path), line=n))
+        caps = row.get("captions", row.get("caption")) or []
+        if isinstance(caps, str):
+            caps = [c.strip() for c in caps.split("|") if c.strip()]
+        origin = row.get("path") or row.get("video") or row.get("audio")
+        key = row.get("key") or str(Path(origin).with_suffix(""))
+        meta = {k: v for k, v in row.items() if k not in ("path", "video", "audio", "captions", "caption", "key")
+                and v not in ("", None)}
+        if isinstance(meta.get("labels"), str):
+            meta["labels"] = [x for x in meta["labels"].split("|") if x]
+        items.append({"key": _key(key), "media": media, "origin": origin, "captions": caps, **meta})
+    return sorted(items, key=lambda it: it["key"])
+
+
+def probe(item: dict) -> dict:
+    """Read and check one clip (in a worker): returns the sample or a skip reason."""
+    members: dict[str, bytes] = {}
+    info = {"duration": 0.0, "fps": None, "modalities": []}
+    for ext, path in sorted(item["media"].items()):
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return {"skip": "unreadable", "detail": str(exc), "origin": item["origin"]}
+        if not data:
+            return {"skip": "empty", "detail": "0 bytes", "origin": item["origin"]}
+        try:
+            clip = open_clip(data)
+            if clip.has_video:
+                clip.frames_at([0.0])
+                rate = clip.vstream.average_rate
+                info["fps"] = float(rate) if rate else None
+                info["modalities"].append("video")
+            if clip.has_audio:
+                info["modalities"].append("audio")
+            info["duration"] = max(info["duration"], clip.duration)
+        except (DecodeError, Exception) as exc:  # noqa: B014 - any decoder failure means undecodable
+            return {"skip": "undecodable", "detail": f"{type(exc).__name__}: {exc}", "origin": item["origin"]}
+        members[ext] = data
+    if not info["modalities"] or info["duration"] <= 0:
+        return {"skip": "empty", "detail": "no audio or video stream / zero duration", "origin": item["origin"]}
+    if item["captions"]:
+        info["modalities"].append("text")
+    info["modalities"] = sorted(set(info["modalities"]))
+    return {"key": item["key"], "members": members, "info": info}
+
+
+def build(src: str, out: str, max_count: int = 1000, max_bytes: int = 1 << 30, workers: int = 2,
+          label_from_folder: bool = False, source: str | None = None, progress: bool = True) -> dict:
+    """Build shards in ``out`` from a folder or manifest ``src``; returns the index."""
+    src_path = Path(src)
+    if src_path.is_dir():
+        items = collect_folder(src_path, label_from_folder)
+    elif src_path.is_file() and src_path.suffix in (".csv", ".jsonl"):
+        items = collect_manifest(src_path)
+    else:
+        raise UserError(Problem(f"{src}: expected a folder of media files or a .csv/.jsonl manifest"))
+    if not items:
+        raise UserError(Problem(f"{src}: no media files ({', '.join(MEDIA_EXTS)})"))
+    dupes = sorted({it["key"] for it in items if sum(1 for o in items if o["key"] == it["key"]) > 1})
+    if dupes:
+        raise UserError(Problem(f"{src}: sample keys are not unique: {', '.join(dupes[:5])}"))
+    classes = _classes(items)
+    name = source or src_path.stem
+    writer = ShardWriter(out, max_count, max_bytes)
+    skipped: list[dict] = []
+    for item, result in zip(items, _probe_all(items, workers, progress)):
+        if "skip" in result:
+            skipped.append({"path": result["origin"], "reason": result["skip"], "detail": result["detail"]})
+            continue
+        writer.add(result["key"], {**result["members"], "json": _json(item, result["info"], name, classes)},
+                   result["info"])
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
+    index = writer.close({"source": name, "classes": classes, "skipped": reasons})
+    Path(out, "report.json").write_text(json.dumps({"built": index["samples"], "skipped": skipped},
+                                                   indent=1, sort_keys=True) + "\n")
+    if classes:
+        Path(out, "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
+    return index
+
+
+def _probe_all(items: list[dict], workers: int, progress: bool):
+    from .loader import worker_context
+    ctx = worker_context()
+    with ctx.Pool(max(1, workers)) as pool:
+        results = pool.imap(probe, items, chunksize=4)
+        if not progress:
+            yield from results
+            return
+        from rich.progress import Progress
+        with Progress(transient=True) as bar:
+            task = bar.add_task("building shards", total=len(items))
+            for r in results:
+                bar.advance(task)
+                yield r
+
+
+def _classes(items: list[dict]) -> list[str]:
+    names = set()
+    for it in items:
+        for v in [it.get("label")] + list(it.get("labels") or []):
+            if isinstance(v, str) and not v.lstrip("-").isdigit():
+                names.add(v)
+    return sorted(names)
+
+
+def _label_id(v: Any, classes: list[str]) -> int | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, str):
+        return classes.index(v) if v in classes else int(v)
+    return int(v)
+
+
+def _json(item: dict, info: dict, source: str, classes: list[str]) -> bytes:
+    skip = {"key", "media", "origin", "captions", "label", "labels"}
+    meta = {k: v for k, v in item.items() if k not in skip}
+    label = _label_id(item.get("label"), classes)
+    labels = [_label_id(v, classes) for v in item.get("labels") or []]
+    if label is not None:
+        meta["label"] = label
+        meta["label_name"] = classes[label] if isinstance(item.get("label"), str) and classes else None
+    if labels:
+        meta["labels"] = labels
+    return sample_json(item["captions"], source=source, original=item["origin"], duration=round(info["duration"], 4),
+                       fps=info["fps"], modalities=info["modalities"], **meta)

@@ -1,0 +1,200 @@
+"""Decoding encoded clips into frames and waveforms: PyAV (default) or torchcodec.
+
+Both backends answer the same questions: the duration, which streams exist, the frames
+*shown* at given times (the last frame whose timestamp is <= t), and the mono waveform of
+a time range at the stream's own rate.  Resampling to the target rate is torchaudio's
+job (``resample``), the same for both.  ``benchmarks/data.py`` measures the two.
+"""
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+VIDEO_EXTS = ("mp4", "mkv", "webm", "avi", "mov")
+AUDIO_EXTS = ("flac", "wav", "mp3", "ogg", "m4a")
+
+
+class DecodeError(Exception):
+    """The bytes are not decodable media (counted as ``undecodable``)."""
+
+
+class _PyAVClip:
+    def __init__(self, blob: bytes):
+        import av
+        try:
+            self.container = av.open(io.BytesIO(blob), mode="r")
+        except Exception as exc:
+            raise DecodeError(f"cannot open: {exc}") from None
+        self.vstream = next((s for s in self.container.streams.video), None)
+        self.astream = next((s for s in self.container.streams.audio), None)
+        self.duration = self._duration()
+        self._fresh = True  # nothing demuxed yet: no seek needed for t = 0
+
+    def _seek(self, stream, t: float) -> None:
+        if t > 0.5 or not self._fresh:
+            self.container.seek(int(max(0.0, t) / stream.time_base), stream=stream, backward=True)
+        self._fresh = False
+
+    def _duration(self) -> float:
+        found = []
+        for s in (self.vstream, self.astream):
+            if s is not None and s.duration is not None and s.time_base is not None:
+                found.append(float(s.duration * s.time_base))
+        if found:
+            return max(found)
+        if self.container.duration:
+            return self.container.duration / 1_000_000
+        return 0.0
+
+    @property
+    def has_video(self) -> bool:
+        return self.vstream is not None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.astream is not None
+
+    def frames_at(self, times: list[float]) -> np.ndarray:
+        """uint8 [len(times), H, W, 3]; ``times`` ascending."""
+        s = self.vstream
+        first = min(times)
+        self._seek(s, first - 0.25)
+        out: list[np.ndarray | None] = [None] * len(times)
+        i, prev, prev_img = 0, None, None
+        try:
+            for frame in self.container.decode(s):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * s.time_base)
+                while i < len(times) and prev is not None and times[i] < t:
+                    out[i] = prev_img if prev_img is not None else prev.to_ndarray(format="rgb24")
+                    prev_img = out[i]
+                    i += 1
+                if i >= len(times):
+                    break
+                prev, prev_img = frame, None
+        except Exception as exc:
+            if prev is None:
+                raise DecodeError(f"video: {exc}") from None
+        if prev is None:
+            raise DecodeError("video stream has no frames")
+        last = prev_img if prev_img is not None else prev.to_ndarray(format="rgb24")
+        for j in range(i, len(times)):
+            out[j] = last
+        return np.stack(out)
+
+    def audio(self, start: float, duration: float) -> tuple[np.ndarray, int]:
+        """Mono float32 samples of [start, start + duration) and the stream's rate."""
+        s = self.astream
+        rate = s.codec_context.sample_rate or s.rate
+        self._seek(s, start - 0.5)
+        chunks, first_t = [], None
+        stop = start + duration
+        try:
+            for frame in self.container.decode(s):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * s.time_base)
+                if t >= stop:
+                    break
+                x = frame.to_ndarray()
+                x = _as_float(x, frame.format.name)
+                if frame.format.is_planar:
+                    x = x.mean(axis=0)
+                else:
+                    x = x.reshape(-1, frame.layout.nb_channels if hasattr(frame.layout, "nb_channels")
+                                  else len(frame.layout.channels)).mean(axis=1)
+                if first_t is None:
+                    first_t = t
+                chunks.append(x)
+        except Exception as exc:
+            if not chunks:
+                raise DecodeError(f"audio: {exc}") from None
+        if not chunks:
+            return np.zeros(0, np.float32), rate
+        wave = np.concatenate(chunks).astype(np.float32)
+        lo = max(0, int(round((start - first_t) * rate)))
+        return wave[lo:lo + int(round(duration * rate))], rate
+
+
+def _as_float(x: np.ndarray, fmt: str) -> np.ndarray:
+    if x.dtype.kind == "f":
+        return x.astype(np.float32)
+    if x.dtype == np.int16:
+        return x.astype(np.float32) / 32768.0
+    if x.dtype == np.int32:
+        return x.astype(np.float32) / 2147483648.0
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / 128.0
+    raise DecodeError(f"unsupported sample format {fmt}")
+
+
+class _TorchCodecClip:
+    def __init__(self, blob: bytes):
+        from torchcodec.decoders import AudioDecoder, VideoDecoder
+        self.blob = blob
+        self.video = self.audio_dec = None
+        try:
+            self.video = VideoDecoder(blob, seek_mode="approximate", dimension_order="NHWC")
+        except Exception:
+            self.video = None
+        try:
+            self.audio_dec = AudioDecoder(blob)
+        except Exception:
+            self.audio_dec = None
+        if self.video is None and self.audio_dec is None:
+            raise DecodeError("torchcodec cannot open the bytes")
+        durations = [m.duration_seconds for m in (self._meta(self.video), self._meta(self.audio_dec))
+                     if m is not None and m.duration_seconds]
+        self.duration = float(max(durations)) if durations else 0.0
+
+    @staticmethod
+    def _meta(dec):
+        return None if dec is None else dec.metadata
+
+    @property
+    def has_video(self) -> bool:
+        return self.video is not None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_dec is not None
+
+    def frames_at(self, times: list[float]) -> np.ndarray:
+        end = self.video.metadata.end_stream_seconds or self.duration
+        clamped = [min(t, max(0.0, end - 1e-3)) for t in times]
+        try:
+            return self.video.get_frames_played_at(seconds=clamped).data.numpy()
+        except Exception as exc:
+            raise DecodeError(f"video: {exc}") from None
+
+    def audio(self, start: float, duration: float) -> tuple[np.ndarray, int]:
+        try:
+            s = self.audio_dec.get_samples_played_in_range(start, start + duration)
+        except Exception as exc:
+            raise DecodeError(f"audio: {exc}") from None
+        return s.data.mean(dim=0).numpy().astype(np.float32), int(s.sample_rate)
+
+
+def open_clip(blob: bytes, decoder: str = "pyav"):
+    if not blob:
+        raise DecodeError("empty member")
+    return _PyAVClip(blob) if decoder == "pyav" else _TorchCodecClip(blob)
+
+
+@lru_cache(maxsize=16)
+def _resampler(orig: int, new: int):
+    import torchaudio
+    return torchaudio.transforms.Resample(orig, new)
+
+
+def resample(wave: np.ndarray, orig: int, new: int) -> torch.Tensor:
+    """Mono float32 waveform at ``new`` Hz (torchaudio's windowed-sinc resampler)."""
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    if orig == new or x.numel() == 0:
+        return x
+    with torch.no_grad():
+        return _resampler(orig, new)(x)

@@ -1,0 +1,94 @@
+"""Where each sample lives inside a shard, so any sample can be read with one range read.
+
+A shard's index is a JSON sidecar ``<shard>.idx`` written by the builder::
+
+    {"format": "vattfw-shard-index/1", "bytes": N,
+     "samples": [[key, start, end, {ext: [data_offset, size], ...}], ...]}
+
+``start``/``end`` bound the sample's tar members (headers included); offsets are absolute.
+Shards from elsewhere (plain webdataset tars) have no sidecar: they are scanned once.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+from dataclasses import dataclass
+
+log = logging.getLogger("vattfw.data")
+FORMAT = "vattfw-shard-index/1"
+SUFFIX = ".idx"
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    key: str
+    start: int
+    end: int
+    members: dict[str, tuple[int, int]]  # ext -> (absolute data offset, size)
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """webdataset's rule: the key is the path up to the first dot of the file name."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    return (folder + "/" if folder else "") + stem, ext if dot else ""
+
+
+def scan(data: bytes, where: str = "") -> tuple[list[SampleRef], bool]:
+    """Index the tar in ``data``.  Returns (samples, complete); ``complete`` is False
+    when the tar is corrupt or truncated after the samples returned."""
+    samples: list[SampleRef] = []
+    current: tuple[str, int, int, dict] | None = None
+    complete = True
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                end = info.offset_data + info.size
+                if end > len(data):
+                    complete = False
+                    break
+                key, ext = split_name(info.name)
+                if current is None or current[0] != key:
+                    if current is not None:
+                        samples.append(SampleRef(current[0], current[1], current[2], current[3]))
+                    current = (key, info.offset, end, {})
+                current[3][ext] = (info.offset_data, info.size)
+                current = (current[0], current[1], end, current[3])
+    except tarfile.TarError as exc:
+        log.warning("%s: tar is corrupt after %d samples: %s", where, len(samples), exc)
+        complete = False
+    if current is not None and complete:
+        samples.append(SampleRef(current[0], current[1], current[2], current[3]))
+    elif current is not None:
+        # The last sample may be cut short: keep only members fully present.
+        samples.append(SampleRef(current[0], current[1], current[2], current[3]))
+    return samples, complete
+
+
+def dumps(samples: list[SampleRef], nbytes: int) -> str:
+    rows = [[s.key, s.start, s.end, {e: list(v) for e, v in s.members.items()}] for s in samples]
+    return json.dumps({"format": FORMAT, "bytes": nbytes, "samples": rows}, separators=(",", ":"))
+
+
+def loads(text: str | bytes) -> list[SampleRef]:
+    doc = json.loads(text)
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} index")
+    return [SampleRef(k, s, e, {x: (int(v[0]), int(v[1])) for x, v in m.items()})
+            for k, s, e, m in doc["samples"]]
+
+
+def members(ref: SampleRef, blob: bytes) -> dict[str, bytes]:
+    """Member bytes from the range [ref.start, ref.end) read in one go."""
+    out = {}
+    for ext, (off, size) in ref.members.items():
+        lo = off - ref.start
+        chunk = blob[lo:lo + size]
+        if len(chunk) != size:
+            raise EOFError(f"member {ref.key}.{ext} is truncated ({len(chunk)} of {size} bytes)")
+        out[ext] = chunk
+    return out
