@@ -73,7 +73,7 @@ def resolve(source: Source, retries: int = 5, backoff_s: float = 0.5, threads: i
     if not expanded:
         raise UserError(Problem(f"datasource {source.name!r}: no shard URLs"))
 
-    def one(url: str) -> tuple[list[tarindex.SampleRef], dict[str, int]]:
+    def one(url: str) -> tuple[list[tarindex.SampleRef], dict[str, int]] | None:
         try:
             text = urls.read_range(url + tarindex.SUFFIX, retries=retries, backoff_s=backoff_s)
             return tarindex.loads(text), {}
@@ -84,8 +84,7 @@ def resolve(source: Source, retries: int = 5, backoff_s: float = 0.5, threads: i
         try:
             blob = urls.read_range(url, retries=retries, backoff_s=backoff_s)
         except urls.NotFound:
-            raise UserError(Problem(f"datasource {source.name or 'webdataset'}: shard "
-                                    f"{urls.redact(url)} does not exist")) from None
+            return None
         refs, complete = tarindex.scan(blob, urls.redact(url))
         return refs, ({} if complete else {"corrupt_tar": 1})
 
@@ -94,6 +93,13 @@ def resolve(source: Source, retries: int = 5, backoff_s: float = 0.5, threads: i
             found = list(pool.map(one, expanded))
     except urls.StorageError as exc:
         raise UserError(Problem(f"datasource {source.name or 'webdataset'}: {exc}")) from None
+    missing = [urls.redact(u) for u, f in zip(expanded, found) if f is None]
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise UserError(Problem(f"datasource {source.name or 'webdataset'}: shard {', '.join(missing[:5])}{more} "
+                                f"does not exist" if len(missing) == 1 else
+                                f"datasource {source.name or 'webdataset'}: shards {', '.join(missing[:5])}{more} "
+                                f"do not exist"))
     bad: dict[str, int] = {}
     for _, b in found:
         for k, v in b.items():
@@ -184,6 +190,9 @@ def collate(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 class BatchMaker(torch.utils.data.IterableDataset):
     """Makes batch ``b`` from nothing but ``b``; iterated by DataLoader workers."""
 
+    def __repr__(self) -> str:
+        return f"BatchMaker({len(self.sources)} sources, batch {self.batch_size})"
+
     def __init__(self, sources: list[Source], shards: list[Shards], sampler: Sampler, batch_size: int,
                  seed: int, host: int, hosts: int, split: str, retries: int, backoff_s: float,
                  max_bad: int, shuffle: bool):
@@ -193,6 +202,7 @@ class BatchMaker(torch.utils.data.IterableDataset):
         self.train = split == "train"
         self.retries, self.backoff_s, self.max_bad = retries, backoff_s, max_bad
         self.first_batch = 0
+        self._aws = urls.aws_environment()
         if self.train:
             self.counts = batch_counts([s.weight for s in sources], batch_size)
             self.streams = [SourceStream(sh, seed, i, host, hosts, shuffle) for i, sh in enumerate(shards)]
@@ -285,6 +295,8 @@ class BatchMaker(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
         wid, n = (0, 1) if info is None else (info.id, info.num_workers)
+        if info is not None:
+            urls.apply_environment(self._aws)
         b = self.first_batch + wid
         while self.train or b < self.num_batches:
             yield self.make(b)
@@ -295,6 +307,9 @@ class ClipLoader:
     """Iterable of batch dicts with exact resume.  ``iter()`` continues from the current
     cursor; ``state_dict()`` after k batches + ``load_state_dict()`` on a fresh loader yields
     batch k+1 onwards exactly as the uninterrupted loader would."""
+
+    def __repr__(self) -> str:
+        return f"ClipLoader({len(self.maker.sources)} sources, batch {self.batch_size}, at batch {self.batches})"
 
     def __init__(self, maker: BatchMaker, num_workers: int = 2, prefetch: int = 2, fingerprint: str = ""):
         self.maker = maker

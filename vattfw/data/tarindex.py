@@ -61,10 +61,13 @@ def scan(data: bytes, where: str = "") -> tuple[list[SampleRef], bool]:
     except tarfile.TarError as exc:
         log.warning("%s: tar is corrupt after %d samples: %s", where, len(samples), exc)
         complete = False
-    if current is not None and complete:
-        samples.append(SampleRef(current[0], current[1], current[2], current[3]))
-    elif current is not None:
-        # The last sample may be cut short: keep only members fully present.
+    if complete and current is not None:
+        # tarfile ends quietly at a bad header: only zero blocks may follow the last member.
+        tail = data[(current[2] + 511) // 512 * 512:]
+        if tail.strip(b"\0"):
+            log.warning("%s: tar is corrupt after %d samples", where, len(samples) + 1)
+            complete = False
+    if current is not None:  # the last sample keeps the members fully present
         samples.append(SampleRef(current[0], current[1], current[2], current[3]))
     return samples, complete
 

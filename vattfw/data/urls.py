@@ -69,15 +69,16 @@ _S3 = None
 
 
 def _s3():
-    # One client per process: loader workers are forked, and boto3 clients are not fork-safe.
+    # One client per process (boto3 clients do not survive a fork) and per endpoint setting.
     global _S3
-    if _S3 is None or _S3[0] != os.getpid():
+    ident = (os.getpid(), os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+    if _S3 is None or _S3[0] != ident:
         import boto3
         from botocore.config import Config
         client = boto3.session.Session().client(
             "s3", config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5,
                                 read_timeout=60))
-        _S3 = (os.getpid(), client)
+        _S3 = (ident, client)
     return _S3[1]
 
 
@@ -165,6 +166,18 @@ def require(url: str, what: str) -> None:
         raise UserError(Problem(f"{what}: cannot reach {redact(url)}: {exc}")) from None
     if not found:
         raise UserError(Problem(f"{what}: {redact(url)} does not exist"))
+
+
+def aws_environment() -> dict[str, str]:
+    """The AWS settings of this process, to hand to loader workers (a fork server's children
+    would otherwise see the environment the fork server started with).  Kept out of reprs."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+def apply_environment(env: dict[str, str]) -> None:
+    for k in [k for k in os.environ if k.startswith("AWS_") and k not in env]:
+        del os.environ[k]
+    os.environ.update(env)
 
 
 def write_bytes(url: str, data: bytes) -> None:
