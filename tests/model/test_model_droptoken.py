@@ -45,3 +45,11 @@ def test_disabled_keeps_everything_in_training():
     drop = DropToken(DropTokenConfig(enabled=False), 64, "t").train()
     x = positions(2, 64)
     assert torch.equal(drop(x), x)
+
+
+def test_spectrogram_tokens_and_droptoken():
+    tok = vattfw.build("tokenizer", {"name": "spectrogram"}, dim=4)
+    frames = 153_600 // 1008 + 1           # 21 ms hop at 48 kHz, centred STFT
+    grid = (frames // 16, 80 // 5)
+    assert tok.eval()(torch.zeros(1, 153_600))[0].shape == (1, grid[0] * grid[1], 4)
+    assert tok.train()(torch.zeros(1, 153_600))[0].shape == (1, grid[0] * grid[1] // 2, 4)
