@@ -37,6 +37,12 @@ def derived_spec(spec: Any, sources: Sequence[Any], *, clips: int = 1, crops: in
 def loader(spec: Any, sources: Sequence[Any], host: Any = None, *, batch_size: int,
            **kw: Any) -> Iterable[dict[str, torch.Tensor]]:
     """Batches of ``batch_size`` samples (each ``clips x crops`` rows in eval) from ``sources``."""
-    from ..data import build_loader
+    import vattfw
+    from ..data import make_loader
     split = "train" if kw.get("train") else "eval"
-    return build_loader(derived_spec(spec, sources, **kw), host=host, split=split, batch_size=batch_size)
+    derived = derived_spec(spec, sources, **kw)
+    built = [vattfw.build("datasource", ref, host) for ref in sources]
+    # Loader workers pickle the data section; the datasource specs in it are instances of
+    # classes made at run time (plugin("datasource")), which pickle cannot find by name.
+    data = derived.data.model_copy(update={"sources": [], "eval_sources": []})
+    return make_loader(built, data, batch_size, seed=spec.run.seed, split=split)

@@ -42,14 +42,15 @@ def run_evaluators(model: torch.nn.Module, spec: Any, host: Any = None, only: li
     try:
         for i, ref in enumerate(refs):
             start = time.perf_counter()
-            out = vattfw.build("evaluator", ref, host).run(model, spec, host)
+            evaluator = vattfw.build("evaluator", ref, host)
+            out = evaluator.run(model, spec, host)
             clash = sorted(set(out) & set(results))
             if clash:
                 raise UserError(Problem(f"evaluators report the same metric {clash[0]!r}; give them different "
                                         f"`tag`s", f"eval.evaluators.{i}.tag"))
             results.update(out)
             if timings is not None:
-                timings[getattr(ref.config, "tag", None) or ref.name] = time.perf_counter() - start
+                timings[getattr(evaluator, "prefix", None) or ref.name] = time.perf_counter() - start
     finally:
         model.train(was_training)
     return results
