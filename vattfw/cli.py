@@ -8,7 +8,7 @@ import sys
 
 from .errors import PluginError, UserError
 
-COMMANDS = ["plugins", "validate", "run", "bench", "summary", "eval"]
+COMMANDS = ["plugins", "validate", "run", "bench", "summary", "eval", "sweep", "data"]
 EXIT_USER_ERROR = 2
 
 
