@@ -130,12 +130,12 @@ class Trainer:
 
     def __init__(self, spec: Any, host: Any = None, *, backend: Any = None, model: Any = None,
                  loader: Any = None, resume: str | None = None, trackers: bool = True,
-                 console: Any = None, progress: bool = True):
+                 console: Any = None, progress: bool = True, checkpoints: bool = True):
         from .. import default_host
         self.spec, self.host = spec, host or default_host()
         self._backend, self._model, self._loader = backend, model, loader
         self.resume_arg = spec.checkpoint.resume if resume is None else resume
-        self.use_trackers, self.show_progress = trackers, progress
+        self.use_trackers, self.show_progress, self.write_checkpoints = trackers, progress, checkpoints
         self.console = console
         self.run_dir = run_dir_of(spec)
         self.ckpt_root = Path(spec.checkpoint.dir) if spec.checkpoint.dir else self.run_dir / "checkpoints"
@@ -146,7 +146,7 @@ class Trainer:
         self._log_times: list[tuple[int, float]] = []
 
     # == setup =================================================================
-    def setup(self) -> None:
+    def setup(self, dry_run: bool = False) -> None:
         from ..backend import get_backend
         from ..model import build_model
         from ..objective import build_objective
@@ -185,18 +185,22 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self._shard_optimizer_state()
         self.step = int(self.meta.get("step", 0))
-        self.loader = self._loader if self._loader is not None else self._build_loader()
+        if self._loader is not None:
+            self.loader = self._loader
+        else:  # a dry run needs shapes, not data: the sources may be out of reach from this machine
+            self.loader = [synthetic_batch(spec, self.micro)] if dry_run else self._build_loader()
         if self.meta.get("data") is not None and hasattr(self.loader, "load_state_dict"):
             self.loader.load_state_dict(self.meta["data"])
-        self.backend.seed(spec.run.seed)
-        if self.meta:
-            _restore_rng(self.meta["rng"], self.backend)
         self._init_health()
         self.tracked = _TrackedLoader(self.loader)
         self.specs = batch_specs(self.tracked.peek())
         self.consumed = 0
         self.backend.sync()  # materialise whatever building and sharding left pending
         self.compiles_at_start = self.backend.compile_count()
+        # After that sync: each sync advances the device RNG, so restore it last.
+        self.backend.seed(spec.run.seed)
+        if self.meta:
+            _restore_rng(self.meta["rng"], self.backend)
 
     def _build_loader(self):
         from ..data import build_loader
@@ -332,11 +336,11 @@ class Trainer:
                     self.backend.after_step(self._on_log, (self.step, lr, *out, self.skipped_t, self.bad_step,
                                                            self.bad_values))
                 progress.advance(self.step)
-                if self.step % spec.checkpoint.every_steps == 0 and self.step < total_steps:
+                if self.write_checkpoints and self.step % spec.checkpoint.every_steps == 0 and self.step < total_steps:
                     self._checkpoint()
             self.backend.sync()  # runs the last step's closures
             self._check_health()
-            if self.step > self.start_step or not self.resume_from:
+            if self.write_checkpoints and (self.step > self.start_step or not self.resume_from):
                 self._checkpoint()
         self.progress_bar = None
 
@@ -455,7 +459,7 @@ class Trainer:
     # == dry run ===============================================================
     def dry_run(self) -> dict[str, Any]:
         """Build, trace and compile one step with the real shapes; execute nothing."""
-        self.setup()
+        self.setup(dry_run=True)
         acc = self.spec.train.grad_accumulation
         first = self.tracked.peek()
         cpu_batches = [first] * acc
@@ -483,6 +487,20 @@ class Trainer:
             "batch": {k: f"{tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in first.items()},
         }
         return info
+
+
+def synthetic_batch(spec: Any, batch: int) -> dict[str, torch.Tensor]:
+    """A batch of the shapes and dtypes the data loader would make for ``spec`` (zeros)."""
+    from ..data.pipeline import Sampler
+    shapes = Sampler(spec.data, "train").shapes
+    out = {"video": torch.zeros(batch, shapes.frames, shapes.size, shapes.size, 3),
+           "audio": torch.zeros(batch, shapes.audio),
+           "text": torch.ones(batch, shapes.candidates, shapes.words, dtype=torch.int64),
+           "text_mask": torch.ones(batch), "audio_mask": torch.ones(batch)}
+    if shapes.classes:
+        out["labels"] = torch.zeros(batch, shapes.classes)
+    return {k: v for k, v in out.items() if k.split("_")[0] in spec.model.tokenizers or k.endswith("mask")
+            or k == "labels"}
 
 
 def _count_flops(compiled: Callable, batches: list[dict]) -> tuple[Any, int]:
