@@ -81,4 +81,6 @@ def run(size: str = "toy") -> dict:
 if __name__ == "__main__":
     import json
     import sys
-    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else "toy"), indent=1))
+    wanted = sys.argv[1] if len(sys.argv) > 1 else "toy"
+    for one in ("base", "medium", "large") if wanted == "paper" else (wanted,):
+        print(json.dumps(run(one)), flush=True)
