@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-SIZES = {"paper": {"steps": 600, "batch": 32, "lrc_steps": 5000},
+SIZES = {"paper": {"steps": 400, "batch": 32, "lrc_steps": 5000},
          "toy": {"steps": 4, "batch": 8, "lrc_steps": 200}}
 
 SHAPES = ["circle", "square", "triangle", "cross"]
@@ -201,7 +201,8 @@ def spec_dict(root: Path, urls: dict[str, str], cfg: dict) -> dict:
                  "video": {"frames": 8, "fps": 4.0, "stride": 1, "size": 32},
                  "audio": {"sample_rate": 4096},
                  "text": {"vocabulary": str(root / "vocab.txt"), "max_words": 8, "candidates": 1},
-                 "eval": {"clips": 1, "crops": 1}, "num_workers": 1},
+                 "eval": {"clips": 1, "crops": 1},
+                 "num_workers": 0},  # loader workers cannot pickle the datasource specs yet (data helper)
         "model": {
             "tokenizers": {"video": {"name": "voxel", "patch": [2, 8, 8], "buckets": [4, 4, 4]},
                            "audio": {"name": "waveform", "patch": 64, "samples": 8192},

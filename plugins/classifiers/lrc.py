@@ -28,6 +28,8 @@ class Config(vattfw.PluginConfig):
     l2: float = Field(0.1, ge=0, description="L2 penalty l2·ΣV² on the second factor V (the released code's 0.1; "
                                              "the paper does not give one).")
     seed: int = Field(1, ge=0, description="Seed for initialisation, shuffling and component sampling.")
+    standardize: bool = Field(False, description="Scale features to zero mean and unit variance (statistics of "
+                                                 "the training features) first; the paper and code do not.")
 
 
 class LowRankClassifier:
@@ -37,6 +39,7 @@ class LowRankClassifier:
         self.config = config
         self.num_classes = num_classes
         self.net = None
+        self.shift, self.scale = 0.0, 1.0
         self.kept_fraction = float("nan")  # mean fraction of components kept while training
 
     def _make(self, dim: int, num_classes: int, gen):
@@ -65,6 +68,9 @@ class LowRankClassifier:
         c = self.num_classes or int(y.max()) + 1
         check_labels(y, c, "classifier lrc (training labels)")
         self.num_classes = c
+        if self.config.standardize:
+            self.shift, self.scale = x.mean(0), x.std(0).clamp(min=1e-12)
+            x = (x - self.shift) / self.scale
         gen = torch.Generator().manual_seed(self.config.seed)
         self.net = self._make(x.shape[1], c, gen)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
@@ -107,8 +113,9 @@ class LowRankClassifier:
         import torch
         if self.net is None:
             raise RuntimeError("lrc: call fit() before scores()")
+        x = (features.detach().float().cpu() - self.shift) / self.scale
         with torch.no_grad():
-            return torch.softmax(self.net["v"](self.net["u"](features.detach().float().cpu())), -1)
+            return torch.softmax(self.net["v"](self.net["u"](x)), -1)
 
 
 def build(config: Config, num_classes: int | None = None, **_: object) -> LowRankClassifier:

@@ -37,6 +37,15 @@ def test_lrc_keep_mask_is_inverted_dropout():
     assert mask.mean().item() == pytest.approx(1.0, abs=0.02)  # expectation preserved
 
 
+def test_lrc_standardize_rescues_tiny_feature_spread():
+    x, y = separable(n=300, c=3, seed=7)
+    x = 5.0 + 1e-3 * x  # all information in a spread 1000x below the offset
+    raw = vattfw.build("classifier", {"name": "lrc", "steps": 150}).fit(x[:200], y[:200])
+    std = vattfw.build("classifier", {"name": "lrc", "steps": 150, "standardize": True}).fit(x[:200], y[:200])
+    acc = lambda c: (c.scores(x[200:]).argmax(1) == y[200:]).float().mean().item()
+    assert acc(std) >= 0.95 and acc(raw) < 0.7
+
+
 def test_lrc_epochs_count_passes():
     x, y = separable(n=100)
     clf = vattfw.build("classifier", {"name": "lrc", "epochs": 3, "batch_size": 64})
