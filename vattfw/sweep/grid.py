@@ -29,10 +29,13 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class Point(Section):
     name: str = Field(description="Point name: the row of the table, the child run's name and its folder.")
+    base: str | None = Field(None, description="Another base spec for this point (relative to the grid file); "
+                                               "none = the grid's.")
     set: list[str] = Field(default_factory=list, description="Overrides of the base spec, KEY=VALUE as for --set.")
     checkpoint: str | None = Field(
-        None, description="Evaluate only, no training: a checkpoint path (relative to the grid file), or "
-                          "'@POINT' for the final checkpoint of an earlier point of this grid.")
+        None, description="Evaluate only, no training: a checkpoint path (relative to the working directory, as "
+                          "for `vattfw eval --checkpoint`), or '@POINT' for the final checkpoint of an earlier "
+                          "point of this grid.")
 
     @field_validator("name")
     @classmethod
@@ -49,6 +52,8 @@ class Profile(Section):
         default_factory=dict, description="Extra overrides per point name, after `set` (e.g. the point's frame "
                                           "size scaled down); names not in the grid are ignored, so one profile "
                                           "can serve several grids.")
+    metrics: list[str] | None = Field(None, description="Replaces the grid's metrics (a profile whose evaluators "
+                                                        "report other names, e.g. the demo data's stand-ins).")
 
 
 class Grid(Section):
@@ -78,6 +83,7 @@ class PointPlan:
     name: str
     overrides: list[str]
     spec: Any
+    base: Path = Path()
     checkpoint: str | None = None          # a path, or "@POINT"
     digest: str = ""
     extra: dict = field(default_factory=dict)
@@ -148,14 +154,18 @@ def plan(grid_path: str | Path, cli: list[str] = (), profile: str | None = None,
             problems.append(Problem(f"point {point.name}: checkpoint {ckpt!r} names no earlier point "
                                     f"(earlier: {', '.join(sorted(earlier)) or 'none'})", "checkpoint"))
         elif ckpt and not ckpt.startswith("@"):
-            ckpt = str(Path(ckpt) if Path(ckpt).is_absolute() else (here / ckpt))
+            ckpt = str(Path(ckpt).resolve())
         earlier.add(point.name)
+        point_base = (here / point.base) if point.base else base
         try:
-            spec = load_spec(base, overrides + (forced or {}).get(point.name, []), host=host)
+            spec = load_spec(point_base, overrides + (forced or {}).get(point.name, []), host=host)
         except UserError as exc:
             problems += [Problem(f"point {point.name}: {p}") for p in exc.problems]
             continue
-        plans.append(PointPlan(point.name, overrides, spec, ckpt, digest(overrides, point.checkpoint)))
+        plans.append(PointPlan(point.name, overrides, spec, point_base.resolve(), ckpt,
+                               digest([str(point.base), *overrides], point.checkpoint)))
     if problems:
         raise UserError(problems)
+    if prof.metrics:
+        grid = grid.model_copy(update={"metrics": prof.metrics})
     return grid, prof, plans

@@ -64,7 +64,7 @@ class Sweep:
             trackers = [t.model_dump() for t in point.spec.tracking.trackers] + [{"name": "mlflow"}]
             point.overrides = point.overrides + [f"tracking.trackers={json.dumps(trackers)}"]
         point.overrides = point.overrides + forced
-        point.spec = load_spec(self.grid_path.parent / self.grid.base, point.overrides, host=host)
+        point.spec = load_spec(point.base, point.overrides, host=host)
         return point
 
     def _tracking(self, cli_uri: str | None) -> tuple[str, str]:
@@ -210,7 +210,7 @@ class Sweep:
             checkpoint = self._checkpoint_of(point)
             results_file = run_dir / "results.json"
             results_file.unlink(missing_ok=True)
-            job = {"spec": str((self.grid_path.parent / self.grid.base).resolve()), "overrides": point.overrides,
+            job = {"spec": str(point.base), "overrides": point.overrides,
                    "checkpoint": checkpoint, "results": str(results_file.resolve()), "plugins": self.plugin_opts}
             (run_dir / "job.json").write_text(json.dumps(job, indent=1))
             self.console.print(f"point {point.name}: {'evaluating ' + checkpoint if checkpoint else 'training'} "
