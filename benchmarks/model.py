@@ -74,7 +74,7 @@ def run(size: str = "toy") -> dict:
         raise ValueError(f"size must be toy, paper or one of {SIZES}, got {size!r}")
     out: dict = {}
     for s in sizes:
-        out.update(_one(s, steps=5 if s == "toy" else 3))
+        out.update(_one(s, steps=5 if s == "toy" else 2))
     return out
 
 
