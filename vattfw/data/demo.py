@@ -1,0 +1,297 @@
+"""`vattfw data demo OUT`: a small real data set, built offline and deterministically.
+
+============  ==========================================  =======================  ===========
+subset        what                                        role in the paper        modalities
+============  ==========================================  =======================  ===========
+bbb           Big Buck Bunny (CC-BY 3.0) cut in 4 s clips  AudioSet (no text)       video, audio
+synth/train   shape x colour x motion clips, narrated      HowTo100M                video, audio, text
+synth/eval    held-out shape x colour x motion triples     zero-shot retrieval      video, audio, text
+instruments   freepats notes via timidity, 18 classes      ESC-50 (labels)          audio
+============  ==========================================  =======================  ===========
+
+plus ``vocab.txt`` / ``vectors.npy``: the first 65,536 GloVe 6B words and their 50-d vectors
+(row i of the vectors belongs to id i + 1; id 0 is padding).
+
+The film comes from the moviepy 2.2.1 source distribution (``pip download``), cached in
+``OUT/cache``; without network and without a cached copy the bbb subset is left out and the
+summary says so.  Every other part needs only ffmpeg, espeak-ng, timidity + freepats.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import time
+import wave
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Problem, UserError
+from .builder import build
+
+BBB_MD5 = "e1e40d4a2a4234deed91839ad0122643"
+BBB_IN_SDIST = "docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip"
+BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
+
+SHAPES = ["circle", "square", "triangle", "cross"]
+COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 235),
+           "yellow": (235, 220, 40), "white": (240, 240, 240), "purple": (160, 60, 200)}
+MOTIONS = ["moving left", "moving right", "moving up", "moving down", "growing", "shrinking", "bouncing", "blinking"]
+SYN_SIZE, SYN_FRAMES, SYN_FPS, SR = 64, 16, 8, 16_000
+
+INSTRUMENTS = {"piano": 0, "harpsichord": 6, "glockenspiel": 9, "organ": 19, "accordion": 21, "nylon_guitar": 24,
+               "distortion_guitar": 30, "acoustic_bass": 32, "violin": 40, "cello": 42, "harp": 46,
+               "trumpet": 56, "trombone": 57, "alto_sax": 65, "clarinet": 71, "flute": 73, "pan_flute": 75,
+               "sitar": 104}
+
+
+def held_out(si: int, ci: int, mi: int) -> bool:
+    """32 of the 192 triples go to synth/eval; every shape, colour and motion stays in training."""
+    return (si + 2 * ci + 3 * mi) % 6 == 0
+
+
+def _run(cmd: list[str], **kw) -> None:
+    try:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    except FileNotFoundError:
+        raise UserError(Problem(f"`{cmd[0]}` is not installed (the demo needs ffmpeg, espeak-ng, timidity, "
+                                "freepats)")) from None
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed: {exc.stderr.decode(errors='replace')[-500:]}") from None
+
+
+# -- synth ---------------------------------------------------------------------
+def _mask(shape: str, cx: float, cy: float, r: float, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    if shape == "circle":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    if shape == "square":
+        return (abs(xx - cx) <= r * 0.85) & (abs(yy - cy) <= r * 0.85)
+    if shape == "triangle":
+        return (yy <= cy + r * 0.8) & (yy - (cy - r) >= 1.8 * abs(xx - cx))
+    return ((abs(xx - cx) <= r) & (abs(yy - cy) <= r * 0.3)) | ((abs(yy - cy) <= r) & (abs(xx - cx) <= r * 0.3))
+
+
+def _track(motion: str, t: float) -> tuple[float, float, float, bool]:
+    cx, cy, r, visible = 32.0, 32.0, 10.0, True
+    if motion == "moving left":
+        cx = 50 - 36 * t
+    elif motion == "moving right":
+        cx = 14 + 36 * t
+    elif motion == "moving up":
+        cy = 50 - 36 * t
+    elif motion == "moving down":
+        cy = 14 + 36 * t
+    elif motion == "growing":
+        r = 4 + 14 * t
+    elif motion == "shrinking":
+        r = 18 - 14 * t
+    elif motion == "bouncing":
+        cy = 48 - 30 * abs(np.sin(2 * np.pi * 1.5 * t))
+    elif motion == "blinking":
+        visible = int(t * 8) % 2 == 0
+    return cx, cy, r, visible
+
+
+def _sound(shape: str, ci: int, motion: str, rng: np.random.Generator) -> np.ndarray:
+    """Timbre follows the shape, pitch the colour, envelope or glide the motion."""
+    n = SR * SYN_FRAMES // SYN_FPS
+    u = np.arange(n) / (n - 1)
+    f0 = 220 * 2 ** (ci / 6)
+    f = f0 * 2 ** u if motion == "moving up" else f0 * 2 ** (1 - u) if motion == "moving down" else np.full(n, f0)
+    ph = 2 * np.pi * np.cumsum(f) / SR
+    x = {"circle": np.sin(ph), "square": np.sign(np.sin(ph)) * 0.5,
+         "triangle": 2 / np.pi * np.arcsin(np.sin(ph))}.get(shape)
+    if x is None:
+        x = rng.standard_normal(n) * 0.3 * (0.5 + 0.5 * np.sin(ph))
+    env = {"growing": 0.1 + 0.9 * u, "shrinking": 1 - 0.9 * u, "moving left": 1 - 0.5 * u,
+           "moving right": 0.5 + 0.5 * u, "bouncing": np.abs(np.sin(2 * np.pi * 1.5 * u)) ** 0.5,
+           "blinking": ((u * 8).astype(int) % 2 == 0).astype(float)}.get(motion, np.ones(n))
+    return 0.4 * env * x
+
+
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path)) as w:
+        raw = w.readframes(w.getnframes())
+        x = np.frombuffer(raw, np.int16).astype(np.float64) / 32768.0
+        return x.reshape(-1, w.getnchannels()).mean(axis=1), w.getframerate()
+
+
+def _synth_clip(job: tuple[int, int, int, int, str]) -> None:
+    i, si, ci, mi, folder = job
+    shape, (cname, rgb), motion = SHAPES[si], list(COLOURS.items())[ci], MOTIONS[mi]
+    out = Path(folder)
+    key = f"syn_{i:04d}"
+    yy, xx = np.mgrid[0:SYN_SIZE, 0:SYN_SIZE].astype(np.float32)
+    rng = np.random.default_rng(i)
+    bg = np.full((SYN_SIZE, SYN_SIZE, 3), 20 + (i * 7) % 40, np.uint8)
+    frames = np.empty((SYN_FRAMES, SYN_SIZE, SYN_SIZE, 3), np.uint8)
+    for k in range(SYN_FRAMES):
+        cx, cy, r, visible = _track(motion, k / (SYN_FRAMES - 1))
+        frames[k] = bg
+        if visible:
+            frames[k][_mask(shape, cx, cy, r, yy, xx)] = rgb
+    caption = f"a {cname} {shape} {motion}"
+    # The narration is mixed into the sound track, as speech is in HowTo100M's audio.
+    speech_wav = out / f"{key}.speech.wav"
+    _run(["espeak-ng", "-v", "en-us", "-s", "170", "-w", str(speech_wav), caption])
+    speech, rate = _read_wav(speech_wav)
+    speech_wav.unlink()
+    sound = _sound(shape, ci, motion, rng)
+    t_out = np.arange(sound.size) / SR
+    speech = np.interp(t_out, np.arange(speech.size) / rate, speech, right=0.0)
+    audio = np.clip(0.7 * sound + 0.6 * speech, -1, 1).astype(np.float32)
+    raw_audio = out / f"{key}.f32"
+    audio.tofile(raw_audio)
+    _run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{SYN_SIZE}x{SYN_SIZE}",
+          "-r", str(SYN_FPS), "-i", "-", "-f", "f32le", "-ar", str(SR), "-ac", "1", "-i", str(raw_audio),
+          "-c:v", "libx264", "-threads", "1", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+          "-c:a", "aac", "-b:a", "48k", *BITEXACT, "-shortest", str(out / f"{key}.mp4")], input=frames.tobytes())
+    raw_audio.unlink()
+    meta = {"captions": [caption], "label": mi, "shape": shape, "colour": cname, "motion": motion,
+            "triple": [si, ci, mi]}
+    (out / f"{key}.json").write_text(json.dumps(meta, sort_keys=True))
+
+
+def make_synth(media: Path, workers: int) -> None:
+    jobs = []
+    for si in range(len(SHAPES)):
+        for ci in range(len(COLOURS)):
+            for mi in range(len(MOTIONS)):
+                i = len(jobs)
+                split = "eval" if held_out(si, ci, mi) else "train"
+                (media / split).mkdir(parents=True, exist_ok=True)
+                jobs.append((i, si, ci, mi, str(media / split)))
+    with mp.get_context("forkserver").Pool(workers) as pool:
+        list(pool.imap_unordered(_synth_clip, jobs))
+
+
+# -- instruments -----------------------------------------------------------------
+def _vlq(n: int) -> bytes:
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.insert(0, (n & 0x7F) | 0x80)
+        n >>= 7
+    return bytes(out)
+
+
+def _note_midi(path: Path, program: int, pitch: int, velocity: int) -> None:
+    track = (_vlq(0) + bytes([0xC0, program]) + _vlq(0) + bytes([0x90, pitch, velocity]) + _vlq(480)
+             + bytes([0x80, pitch, 0]) + _vlq(240) + b"\xff\x2f\x00")
+    path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(track)) + track)
+
+
+def make_instruments(media: Path) -> None:
+    """18 instruments x 18 pitches x 2 velocities; every other pitch is held out (eval)."""
+    mids = []
+    for name, program in INSTRUMENTS.items():
+        for n, pitch in enumerate(range(45, 81, 2)):
+            split = "eval" if n % 2 else "train"
+            for velocity in (70, 110):
+                folder = media / split / name
+                folder.mkdir(parents=True, exist_ok=True)
+                mid = folder / f"{name}_n{pitch}_v{velocity}.mid"
+                _note_midi(mid, program, pitch, velocity)
+                (folder / f"{name}_n{pitch}_v{velocity}.json").write_text(
+                    json.dumps({"pitch": pitch, "velocity": velocity, "program": program}, sort_keys=True))
+                mids.append(mid)
+    cfg = "/etc/timidity/freepats.cfg"
+    if not Path(cfg).is_file():
+        raise UserError(Problem(f"{cfg} not found: apt-get install timidity freepats"))
+    _run(["timidity", "-c", cfg, "-Ow", "-s", str(SR), "--output-mono", *map(str, mids)])
+    for mid in mids:
+        mid.unlink()
+
+
+# -- Big Buck Bunny ---------------------------------------------------------------
+def fetch_bbb(cache: Path) -> tuple[Path | None, str]:
+    """The film, from the cache or the moviepy sdist; (None, why) when it cannot be had."""
+    cache.mkdir(parents=True, exist_ok=True)
+    film = cache / "bbb.mp4"
+    if film.is_file() and _md5(film) == BBB_MD5:
+        return film, "cached"
+    sdist = cache / "moviepy-2.2.1.tar.gz"
+    if not sdist.is_file():
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(cache),
+               "-q", "moviepy==2.2.1"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode or not sdist.is_file():
+            return None, "pip download moviepy==2.2.1 failed (no network?): " + proc.stderr.strip()[-300:]
+    with tarfile.open(sdist) as tar:
+        member = tar.extractfile(f"moviepy-2.2.1/{BBB_IN_SDIST}")
+        with zipfile.ZipFile(member) as z:
+            film.write_bytes(z.read("moviepy_10_minutes/resources/bbb.mp4"))
+    if _md5(film) != BBB_MD5:
+        return None, f"bbb.mp4 from the sdist has md5 {_md5(film)}, expected {BBB_MD5}"
+    return film, "downloaded"
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def make_bbb(film: Path, media: Path, clips: int) -> None:
+    media.mkdir(parents=True, exist_ok=True)
+    _run(["ffmpeg", "-v", "error", "-y", "-threads", "2", "-i", str(film), "-t", str(4 * clips),
+          "-vf", "fps=10,scale=-2:128:flags=bicubic", "-c:v", "libx264", "-threads", "2", "-preset", "veryfast",
+          "-crf", "28", "-g", "40", "-sc_threshold", "0", "-bf", "0", "-pix_fmt", "yuv420p", "-c:a", "aac",
+          "-b:a", "48k", "-ar", str(SR), "-ac", "1", *BITEXACT, "-f", "segment", "-segment_time", "4",
+          "-reset_timestamps", "1", "-map", "0:v:0", "-map", "0:a:0", str(media / "bbb_%04d.mp4")])
+
+
+# -- vocabulary --------------------------------------------------------------------
+def write_vocabulary(out: Path) -> str:
+    from .text import GLOVE_WORDS, glove_vectors, glove_words
+    try:
+        words = glove_words(GLOVE_WORDS)
+    except UserError as exc:
+        return str(exc)
+    (out / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    np.save(out / "vectors.npy", glove_vectors(GLOVE_WORDS))
+    return "ok"
+
+
+def build_demo(out: str, workers: int = 2, bbb_clips: int = 149, progress: bool = True) -> dict:
+    """Build everything into ``out``; returns the summary also written to ``out/demo.json``."""
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    media = root / "media"
+    shutil.rmtree(media, ignore_errors=True)
+    summary: dict = {"subsets": {}, "notes": []}
+    t0 = time.time()
+
+    def shards(name: str, src: Path, **kw) -> None:
+        dest = root / name
+        shutil.rmtree(dest, ignore_errors=True)
+        index = build(str(src), str(dest), max_count=64, workers=workers, progress=progress, source=name, **kw)
+        summary["subsets"][name] = {"urls": f"{name}/{index['urls']}", "samples": index["samples"],
+                                    "classes": index.get("classes", []), "skipped": index.get("skipped", {})}
+
+    make_synth(media / "synth", workers)
+    for split in ("train", "eval"):
+        shards(f"synth/{split}", media / "synth" / split)
+    make_instruments(media / "instruments")
+    for split in ("train", "eval"):
+        shards(f"instruments/{split}", media / "instruments" / split, label_from_folder=True)
+    film, how = fetch_bbb(root / "cache")
+    if film is None:
+        summary["notes"].append(f"bbb left out: {how}")
+    else:
+        make_bbb(film, media / "bbb", bbb_clips)
+        shards("bbb", media / "bbb")
+    vocab = write_vocabulary(root)
+    if vocab != "ok":
+        summary["notes"].append(f"vocabulary left out: {vocab}")
+    else:
+        summary["vocabulary"] = {"words": "vocab.txt", "vectors": "vectors.npy", "note": "row i <-> id i+1"}
+    shutil.rmtree(media, ignore_errors=True)
+    summary["seconds"] = round(time.time() - t0, 1)
+    (root / "demo.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    return summary

@@ -1,0 +1,59 @@
+"""`vattfw data inspect URL...`: what is in a set of shards, and does it decode."""
+from __future__ import annotations
+
+import json
+import time
+
+from . import tarindex, urls
+from .loader import Source, resolve
+from .pipeline import Sampler, Skip
+
+
+def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str = "pyav") -> dict:
+    from ..spec.data import DataSection
+    shards = resolve(Source(tuple(patterns)))
+    refs = [(u, r) for u, samples in zip(shards.urls, shards.samples) for r in samples]
+    report: dict = {"shards": len(shards.urls), "samples": len(refs), "index_problems": shards.bad,
+                    "members": {}, "scanned": 0, "duration_s": {}, "modalities": {}, "with_captions": 0,
+                    "labels": {}, "decoded": []}
+    for _, r in refs:
+        for ext in r.members:
+            report["members"][ext] = report["members"].get(ext, 0) + 1
+    step = max(1, len(refs) // max(1, scan))
+    durations = []
+    for url, ref in refs[::step][:scan]:
+        if "json" not in ref.members:
+            continue
+        off, size = ref.members["json"]
+        try:
+            meta = json.loads(urls.read_range(url, off, off + size))
+        except ValueError:
+            continue
+        report["scanned"] += 1
+        durations.append(float(meta.get("duration") or 0))
+        for m in meta.get("modalities", []):
+            report["modalities"][m] = report["modalities"].get(m, 0) + 1
+        report["with_captions"] += bool(meta.get("captions"))
+        if meta.get("label") is not None:
+            name = str(meta.get("label_name") or meta["label"])
+            report["labels"][name] = report["labels"].get(name, 0) + 1
+    if durations:
+        report["duration_s"] = {"min": round(min(durations), 3), "mean": round(sum(durations) / len(durations), 3),
+                                "max": round(max(durations), 3)}
+    data = DataSection.model_validate({"decoder": decoder, "text": {"vocabulary": None}})
+    sampler = Sampler(data, "train")
+    for url, ref in refs[::max(1, len(refs) // max(1, decode))][:decode]:
+        t = time.perf_counter()
+        entry = {"key": ref.key, "shard": urls.redact(url)}
+        try:
+            members = tarindex.members(ref, urls.read_range(url, ref.start, ref.end))
+            row = sampler(members, (), None)[0]
+            entry.update({k: list(v.shape) for k, v in row.items() if v.dim()})
+            entry.update({"audio_mask": float(row["audio_mask"]), "text_mask": float(row["text_mask"]),
+                          "video_mask": float(row["video_mask"]), "seconds": round(time.perf_counter() - t, 3)})
+        except Skip as skip:
+            entry["skipped"] = f"{skip.reason}: {skip.detail}"
+        except Exception as exc:  # report, do not crash: inspect exists to find bad data
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        report["decoded"].append(entry)
+    return report
