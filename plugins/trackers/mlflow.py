@@ -52,7 +52,10 @@ class MlflowTracker:
     # -- hooks -----------------------------------------------------------------
     @vattfw.hookimpl
     def vattfw_run_start(self, spec: Any, run_dir: str) -> None:
+        import logging
         from mlflow.tracking import MlflowClient
+        for name in ("mlflow", "alembic"):  # the local store's schema migrations are not the user's news
+            logging.getLogger(name).setLevel(logging.WARNING)
         local = not (self.config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
         uri = resolve_uri(self.config.tracking_uri, run_dir)
         Path(run_dir).mkdir(parents=True, exist_ok=True)

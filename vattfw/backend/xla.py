@@ -91,10 +91,34 @@ class XlaBackend:
         # full_graph: a hidden host sync inside the step is an error, not a silent slowdown.
         return torch_xla.compile(fn, full_graph=True)
 
-    def warm_up(self, tensors: list[torch.Tensor]) -> None:
-        """Compile the graph that computes ``tensors`` without executing it."""
+    def warm_up(self, tensors: list[torch.Tensor]) -> dict[str, float]:
+        """Compile the graph that computes ``tensors`` without executing it; return XLA's
+        post-compilation memory analysis (GB per device: inputs, outputs, aliased,
+        intermediates, program), read from its debug output when PT_XLA_DEBUG_LEVEL is set."""
+        import re
+        import sys
+        import tempfile
         import torch_xla
-        torch_xla._XLAC._xla_warm_up_cache(tensors, [])
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)  # the analysis is printed by C++ on fd 2
+            try:
+                torch_xla._XLAC._xla_warm_up_cache(tensors, [])
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode(errors="replace")
+        found = {}
+        for key, name in (("Graph input size", "inputs"), ("Graph output size", "outputs"),
+                          ("Aliased Input size", "aliased"), ("Intermediate tensor size", "intermediates"),
+                          ("Compiled program size", "program")):
+            m = re.findall(rf"{key}: ([0-9.]+) GB", text)
+            if m:
+                found[name] = float(m[-1])
+        return found
 
     def after_step(self, fn: Callable, args: tuple = ()) -> None:
         import torch_xla.core.xla_model as xm

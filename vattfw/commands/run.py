@@ -1,7 +1,9 @@
 """`vattfw run SPEC [--set K=V ...] [--resume auto|never|PATH] [--dry-run]`"""
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from ..cli import add_spec_args, load_host
 from ..spec.loader import load_spec
@@ -27,20 +29,20 @@ def run(args) -> int:
     prepare_data(spec)
     trainer = Trainer(spec, host, resume=args.resume, trackers=not args.no_track and not args.dry_run)
     if args.dry_run:
+        # XLA prints its post-compilation memory analysis only at this debug level.
+        os.environ.setdefault("PT_XLA_DEBUG_LEVEL", "1")
         return _print_dry_run(args.spec, trainer.dry_run())
     result = trainer.run()
     return result.exit_code
 
 
 def prepare_data(spec) -> None:
-    """Build the demo data set if a spec points at it and it is missing (the quickstart)."""
-    try:
-        from ..data import demo  # the data helper's demo builder
-    except ImportError:
-        return
-    ensure = getattr(demo, "ensure_for_spec", None)
-    if ensure is not None:
-        ensure(spec)
+    """Build the demo data set first when the spec asks for it and it is missing (the quickstart)."""
+    folder = spec.run.demo_data
+    if folder and not (Path(folder) / "demo.json").is_file():
+        from ..data.demo import build_demo
+        print(f"building the demo data set in {folder} (once; a few minutes)", file=sys.stderr)
+        build_demo(folder, bbb_clips=20, progress=False)  # the quickstart reads only synth/
 
 
 def _print_dry_run(path: str, info: dict) -> int:
@@ -48,7 +50,8 @@ def _print_dry_run(path: str, info: dict) -> int:
     from rich.table import Table
     table = Table(title=f"vattfw run --dry-run {path}", show_header=False)
     fmt = {"parameters": _count, "trainable": _count, "flops_per_step": _flops,
-           "state_bytes_per_device": _bytes, "memory_per_device": _bytes}
+           "state_bytes_per_device": lambda n: _bytes(n) + " (parameters + gradients + Adam state, by the plan)",
+           "memory_per_device": lambda n: _bytes(n) + " (XLA's analysis of the compiled step: live buffers)"}
     for key, value in info.items():
         if key == "batch":
             for field, shape in value.items():
@@ -69,4 +72,4 @@ def _flops(n: int) -> str:
 
 
 def _bytes(n: int) -> str:
-    return f"{n / 2 ** 20:,.1f} MiB" + (" (parameters + gradients + Adam state)" if n else "")
+    return f"{n / 2 ** 20:,.1f} MiB"

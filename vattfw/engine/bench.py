@@ -2,10 +2,12 @@
 mlflow run in the experiment ``vattfw-bench`` (params, metrics, machine description) and a
 printed table.
 
-Where suites come from: the repository's ``benchmarks/`` folder is installed as the package
-``vattfw_benchmarks`` (mapped in pyproject.toml as ``plugins/`` is mapped to ``vattfw_plugins``);
-in a checkout whose editable install predates that mapping, the folder next to the
-``vattfw`` package is used.  A suite is a module with ``run(size="paper"|"toy") -> dict``:
+Where suites come from: the ``benchmarks/`` folder of the checkout vattfw runs from (next to
+the ``vattfw`` package; an editable install, as scripts/setup.sh makes, or ``pip install -e .``),
+or an installed package ``vattfw_benchmarks`` if one exists.  A wheel does not ship them:
+setuptools' automatic discovery excludes folders named ``benchmarks``, and benchmarks
+measure a checkout, not a deployment.
+A suite is a module with ``run(size="paper"|"toy") -> dict``:
 string/bool values are logged as params, numbers as metrics (or return
 ``{"params": {...}, "metrics": {...}}``).
 """
@@ -28,12 +30,14 @@ ORDER = ("model", "data", "loss", "train_throughput", "quality")
 
 
 def suites_dir() -> Path | None:
+    here = Path(__file__).resolve().parents[2] / "benchmarks"
+    if here.is_dir():
+        return here
     try:
         pkg = importlib.import_module("vattfw_benchmarks")
-        return Path(pkg.__file__).parent
     except ImportError:
-        here = Path(__file__).resolve().parents[2] / "benchmarks"
-        return here if here.is_dir() else None
+        return None
+    return Path(pkg.__file__).parent
 
 
 def available() -> list[str]:
@@ -45,14 +49,12 @@ def available() -> list[str]:
 
 
 def load_suite(name: str):
-    try:
-        return importlib.import_module(f"vattfw_benchmarks.{name}")
-    except ImportError:
-        path = suites_dir() / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"vattfw_benchmarks_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+    path = suites_dir() / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"vattfw_benchmarks.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def machine() -> dict[str, str]:

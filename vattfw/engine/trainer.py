@@ -63,6 +63,7 @@ class _TrackedLoader:
         self.loader = loader
         self.produced = 0
         self.states: deque[tuple[int, Any]] = deque(maxlen=keep)
+        self.lift: set[str] = set()  # 1-D fields sent as [B, 1]
         self._first: dict | None = None
         self._it = None
 
@@ -81,7 +82,7 @@ class _TrackedLoader:
     def __iter__(self):
         self.peek()
         first, self._first = self._first, {}
-        yield first
+        yield self._lifted(first)
         while True:
             try:
                 batch = next(self._it)
@@ -90,7 +91,10 @@ class _TrackedLoader:
                 batch = next(self._it)
             self.produced += 1
             self.states.append((self.produced, self._state()))
-            yield batch
+            yield self._lifted(batch)
+
+    def _lifted(self, batch: dict) -> dict:
+        return {k: v[:, None] if k in self.lift else v for k, v in batch.items()} if self.lift else batch
 
     def state_after(self, consumed: int) -> Any:
         for n, state in reversed(self.states):
@@ -130,12 +134,15 @@ class Trainer:
 
     def __init__(self, spec: Any, host: Any = None, *, backend: Any = None, model: Any = None,
                  loader: Any = None, resume: str | None = None, trackers: bool = True,
-                 console: Any = None, progress: bool = True, checkpoints: bool = True):
+                 console: Any = None, progress: bool = True, checkpoints: bool = True,
+                 evaluate: bool = True):
         from .. import default_host
         self.spec, self.host = spec, host or default_host()
         self._backend, self._model, self._loader = backend, model, loader
         self.resume_arg = spec.checkpoint.resume if resume is None else resume
         self.use_trackers, self.show_progress, self.write_checkpoints = trackers, progress, checkpoints
+        self.evaluate_at_end = evaluate
+        self.eval_results: dict[str, float] = {}
         self.console = console
         self.run_dir = run_dir_of(spec)
         self.ckpt_root = Path(spec.checkpoint.dir) if spec.checkpoint.dir else self.run_dir / "checkpoints"
@@ -193,9 +200,15 @@ class Trainer:
             self.loader.load_state_dict(self.meta["data"])
         self._init_health()
         self.tracked = _TrackedLoader(self.loader)
-        self.specs = batch_specs(self.tracked.peek())
+        first = self.tracked.peek()
+        # torch_xla 2.9's input sharding fails on 1-D tensors (IndexError in send_cpu_data_to_device):
+        # under SPMD they travel as [B, 1] and are flattened again inside the step.
+        self.flat_keys = {k for k, v in first.items() if v.dim() == 1} if self.backend.spmd else set()
+        self.tracked.lift = self.flat_keys
+        self.specs = batch_specs({k: v[:, None] if k in self.flat_keys else v for k, v in first.items()})
         self.consumed = 0
-        self.backend.sync()  # materialise whatever building and sharding left pending
+        if not dry_run:  # (a dry run compiles the step only, so its memory analysis is the step's)
+            self.backend.sync()  # materialise whatever building and sharding left pending
         self.compiles_at_start = self.backend.compile_count()
         # After that sync: each sync advances the device RNG, so restore it last.
         self.backend.seed(spec.run.seed)
@@ -257,6 +270,7 @@ class Trainer:
 
     def _forward_backward(self, batches: list[dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = len(batches)
+        batches = [{k: v[:, 0] if k in self.flat_keys else v for k, v in b.items()} for b in batches]
         total_sum, term_sums = None, {}
         for batch in batches:
             with self.backend.autocast(self.spec.train.precision):
@@ -338,10 +352,15 @@ class Trainer:
                 progress.advance(self.step)
                 if self.write_checkpoints and self.step % spec.checkpoint.every_steps == 0 and self.step < total_steps:
                     self._checkpoint()
+                every = spec.eval.every_steps
+                if every and spec.eval.evaluators and self.step % every == 0 and self.step < total_steps:
+                    self._evaluate()
             self.backend.sync()  # runs the last step's closures
             self._check_health()
             if self.write_checkpoints and (self.step > self.start_step or not self.resume_from):
                 self._checkpoint()
+            if spec.eval.evaluators and not self.stop_signal and self.evaluate_at_end:
+                self._evaluate()
         self.progress_bar = None
 
     # -- closures (host side) ---------------------------------------------------
@@ -381,6 +400,17 @@ class Trainer:
         if t.nan_policy == "skip" and skipped > t.max_skipped_steps:
             raise TrainingStopped(f"{skipped} steps had a non-finite loss or gradient, more than "
                                   f"train.max_skipped_steps={t.max_skipped_steps}")
+
+    def _evaluate(self) -> None:
+        from ..eval.runner import run_evaluators
+        self.backend.sync()
+        self._check_health()
+        start = time.perf_counter()
+        results = run_evaluators(self.model, self.spec, self.host)
+        self.eval_results = {f"eval/{k}": float(v) for k, v in results.items()}
+        self.eval_results["eval/seconds"] = time.perf_counter() - start
+        self.trackers.hook.vattfw_eval_end(step=self.step, results=self.eval_results)
+        self._print(f"step {self.step} eval: " + ", ".join(f"{k[5:]} {v:.4g}" for k, v in self.eval_results.items()))
 
     # -- checkpoints ------------------------------------------------------------
     def _checkpoint(self) -> None:
@@ -440,6 +470,7 @@ class Trainer:
             summary["compiles"] = self.backend.compile_count() - getattr(self, "compiles_at_start", 0)
         if getattr(self, "loader", None) is not None:
             summary["skipped_samples"] = sum(_skipped_samples(self.loader).values())
+        summary.update(self.eval_results)
         summary["checkpoint"] = self.last_checkpoint
         summary["run_dir"] = str(self.run_dir)
         return summary
@@ -464,7 +495,7 @@ class Trainer:
         first = self.tracked.peek()
         cpu_batches = [first] * acc
         batches = [{k: self.backend.to_device(v, self.specs[k] if self.backend.spmd else None)
-                    for k, v in b.items()} for b in cpu_batches]
+                    for k, v in self.tracked._lifted(b).items()} for b in cpu_batches]
         from torch.utils.flop_counter import FlopCounterMode
         t0 = time.perf_counter()
         with FlopCounterMode(display=False) as counter:
@@ -473,7 +504,7 @@ class Trainer:
         tensors += [v for st in self.optimizer.state.values() for v in st.values()
                     if isinstance(v, torch.Tensor) and v.device.type == "xla"]
         compiled_before = self.backend.compile_count()
-        self.backend.warm_up(tensors)
+        analysis = self.backend.warm_up(tensors)
         info = {
             "devices": self.devices, "mesh": self.sizes,
             "parameters": sum(p.numel() for p in self.model.parameters()),
@@ -481,7 +512,7 @@ class Trainer:
             "micro_batch": self.micro, "grad_accumulation": acc,
             "flops_per_step": counter.get_total_flops(),
             "state_bytes_per_device": per_device_bytes(self.model, self.plan, self.sizes, 2),
-            "memory_per_device": self.backend.memory_per_device(),
+            "memory_per_device": self.backend.memory_per_device() or _analysed_bytes(analysis),
             "compiles": self.backend.compile_count() - compiled_before,
             "trace_and_compile_s": round(time.perf_counter() - t0, 2),
             "batch": {k: f"{tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in first.items()},
@@ -501,6 +532,16 @@ def synthetic_batch(spec: Any, batch: int) -> dict[str, torch.Tensor]:
         out["labels"] = torch.zeros(batch, shapes.classes)
     return {k: v for k, v in out.items() if k.split("_")[0] in spec.model.tokenizers or k.endswith("mask")
             or k == "labels"}
+
+
+def _analysed_bytes(analysis: dict[str, float]) -> int | None:
+    """Peak bytes of the compiled step on one device, from XLA's memory analysis:
+    inputs + outputs - aliased (updated in place) + intermediates + program."""
+    if not analysis:
+        return None
+    gb = (analysis.get("inputs", 0) + analysis.get("outputs", 0) - analysis.get("aliased", 0)
+          + analysis.get("intermediates", 0) + analysis.get("program", 0))
+    return int(gb * 2 ** 30)
 
 
 def _count_flops(compiled: Callable, batches: list[dict]) -> tuple[Any, int]:

@@ -13,6 +13,9 @@ class RunSection(Section):
     seed: int = Field(0, ge=0, description="Seed for parameters, data order, augmentation and DropToken.")
     output_dir: str = Field("runs", description="Folder under which the run folder <output_dir>/<name> is created.")
     backend: Literal["xla"] = Field("xla", description="Accelerator runtime behind vattfw.backend (torch_xla/PJRT: CPU, TPU, GPU).")
+    demo_data: str | None = Field(
+        None, description="Build the demo data set (`vattfw data demo`) into this folder before training if it has "
+                          "no demo.json yet (the quickstart); relative to the working directory.")
     compile: Literal["optimized", "fast"] = Field(
         "optimized", description="optimized: XLA's full backend optimisation; fast: optimisation level 0, which "
                                  "compiles ~3x faster on the CPU and runs slower (tiny models, smoke tests).")
