@@ -39,10 +39,16 @@ class ZeroShotRetrieval:
                          clips=self.config.clips, crops=1)
         got = collect(model, batches, {"video": ["video_vt"], "text": ["text_vt"]}, self.config.clips, where,
                       keep=())
-        has_text = got["text_mask"] > 0 if "text_mask" in got else torch_ones(len(got["text_vt"]))
+        import torch
+        n = len(got["text_vt"])
+        has = {m: got[f"{m}_mask"] > 0 if f"{m}_mask" in got else torch.ones(n, dtype=torch.bool)
+               for m in ("text", "video")}
+        pool = has["video"].nonzero().flatten()  # a sample without frames is no candidate
+        position = torch.full((n,), -1, dtype=torch.long)
+        position[pool] = torch.arange(len(pool))
+        queries = (has["text"] & has["video"]).nonzero().flatten()
         text = got["text_vt"][:, 0]  # the first caption candidate: [N, d]
-        queries = has_text.nonzero().flatten()
-        return text[queries], got["video_vt"], queries  # video: [N, clips, d]
+        return text[queries], got["video_vt"][pool], position[queries]  # video: [P, clips, d]
 
     def run(self, model, spec, host=None) -> dict[str, float]:
         from vattfw.eval.retrieval import text_to_video
@@ -55,11 +61,6 @@ class ZeroShotRetrieval:
         out[f"{self.prefix}/queries"] = float(len(text))
         out[f"{self.prefix}/pool"] = float(len(video))
         return out
-
-
-def torch_ones(n: int):
-    import torch
-    return torch.ones(n, dtype=torch.bool)
 
 
 def build(config: Config, **_: object) -> ZeroShotRetrieval:

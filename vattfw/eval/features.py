@@ -41,7 +41,7 @@ def collect(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]
     was_training = model.training
     model.eval()
     acc: dict[str, list[torch.Tensor]] = {}
-    fields = [*keep, "sample", "valid", *(f"{m}_mask" for m in plan)]
+    fields = list(dict.fromkeys([*keep, "sample", "valid", *(f"{m}_mask" for m in plan)]))
     try:
         for batch in batches:
             rows = len(next(iter(batch.values())))
