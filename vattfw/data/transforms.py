@@ -98,17 +98,24 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     return v.unsqueeze(-3) - (v * s).unsqueeze(-3) * f
 
 
+def adjust_saturation(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """HSV saturation times ``factor`` (clipped to [0, 1]) with hue and value kept, computed in
+    RGB: with v = max and s = (v - min) / v, each channel is v - (v - c) s' / s."""
+    v, _ = x.max(dim=-3, keepdim=True)
+    lo, _ = x.min(dim=-3, keepdim=True)
+    s = (v - lo) / v.clamp_min(1e-12)
+    ratio = torch.where(s > 0, (s * factor).clamp(0, 1) / s.clamp_min(1e-12), torch.zeros_like(s))
+    return v - (v - x) * ratio
+
+
 def colour_jitter(x: torch.Tensor, p: ColourParams) -> torch.Tensor:
     """x float [T,3,H,W] in [0, 1]; brightness, saturation, contrast, hue, then clip to [0, 1]."""
     if p.apply:
-        x = x + p.brightness
-        hsv = rgb_to_hsv(x.clamp(0, 1))
-        hsv = torch.stack((hsv[:, 0], (hsv[:, 1] * p.saturation).clamp(0, 1), hsv[:, 2]), dim=1)
-        x = hsv_to_rgb(hsv)
+        x = adjust_saturation((x + p.brightness).clamp_(0, 1), p.saturation)
         mean = x.mean(dim=(-2, -1), keepdim=True)
-        x = (x - mean) * p.contrast + mean
-        hsv = rgb_to_hsv(x.clamp(0, 1))
-        hsv = torch.stack(((hsv[:, 0] + p.hue) % 1.0, hsv[:, 1], hsv[:, 2]), dim=1)
+        x = ((x - mean) * p.contrast + mean).clamp_(0, 1)
+        hsv = rgb_to_hsv(x)
+        hsv[:, 0] = (hsv[:, 0] + p.hue) % 1.0
         x = hsv_to_rgb(hsv)
     return x.clamp(0, 1)
 
