@@ -69,3 +69,28 @@ def test_store_outage_retries_then_fails_and_the_state_still_resumes(moto_s3, sh
     got += _take(resumed, 4)
     for a, b in zip(expected, got):
         _same(a, b)
+
+
+def test_http_urls_and_redacted_reprs(shard_dir):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shard_dir))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        remote = _take(make_loader([Source((f"{base}/{PATTERN}",))], SMALL, batch_size=2, seed=1), 1)[0]
+        local = _take(make_loader([Source((str(shard_dir / PATTERN),))], SMALL, batch_size=2, seed=1), 1)[0]
+        _same(local, remote)
+    finally:
+        server.shutdown()
+    config = vattfw.build("datasource", {"name": "webdataset", "urls": "https://user:secret@host/x.tar?sig=abc"})
+    assert "secret" not in repr(config) and "sig=" not in repr(config)
+    from vattfw.data.urls import redact
+    assert redact("https://user:secret@host/x.tar?sig=abc") == "https://host/x.tar"
+    from vattfw_plugins.datasources.webdataset import Config
+    cfg = Config(urls=["s3://key:secret@bucket/x.tar"])
+    assert "secret" not in repr(cfg)
