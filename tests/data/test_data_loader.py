@@ -96,3 +96,15 @@ def test_mixed_sources_take_a_fixed_count(shard_dir):
     b = _take(loader, 2)[1]
     assert b["video"].shape[0] == 4
     assert loader.maker.counts == [2, 2]
+
+
+def test_eval_split_is_finite_and_equal_per_host(shard_dir):
+    seen, lengths = [], set()
+    for host in range(3):
+        loader = make_loader([_src(shard_dir, require=("audio",))], {**SMALL, "eval": {"clips": 1, "crops": 1}},
+                             batch_size=2,
+                             split="eval", process_index=host, process_count=3)  # 4 + 4 + 2 clips
+        lengths.add(len(loader))
+        for batch in loader:
+            seen += [int(s) for s, v in zip(batch["sample"], batch["valid"]) if v == 1]
+    assert lengths == {2} and sorted(seen) == list(range(10))
