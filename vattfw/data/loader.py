@@ -116,6 +116,8 @@ class SourceStream:
 
     def __init__(self, shards: Shards, seed: int, source_index: int, host: int, hosts: int, shuffle: bool):
         self.sizes = shards.sizes
+        # Shards with no usable sample take no part (an empty epoch for a host would never end).
+        self.ids = np.array([i for i, n in enumerate(self.sizes) if n > 0], np.int64)
         self.seed, self.src, self.host, self.hosts, self.shuffle = seed, source_index, host, hosts, shuffle
         self._starts = [0]  # cumulative start position of each epoch planned so far
         self._plans: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -124,15 +126,14 @@ class SourceStream:
                                     f"({sum(self.sizes)} samples in {len(self.sizes)} shards)"))
 
     def _order(self, epoch: int) -> np.ndarray:
-        n = len(self.sizes)
-        return _rng(self.seed, self.src, epoch, 1).permutation(n) if self.shuffle else np.arange(n)
+        return _rng(self.seed, self.src, epoch, 1).permutation(self.ids) if self.shuffle else self.ids
 
     def _inner(self, epoch: int, shard: int) -> np.ndarray:
         n = self.sizes[shard]
         return _rng(self.seed, self.src, epoch, 2, shard).permutation(n) if self.shuffle else np.arange(n)
 
     def epoch_length(self, epoch: int) -> int:
-        if len(self.sizes) >= self.hosts:
+        if len(self.ids) >= self.hosts:
             return int(sum(self.sizes[s] for s in self._order(epoch)[self.host::self.hosts]))
         return sum(self.sizes) // self.hosts
 
@@ -142,10 +143,10 @@ class SourceStream:
             self._plans.move_to_end(epoch)
             return self._plans[epoch]
         order = self._order(epoch)
-        mine = order[self.host::self.hosts] if len(self.sizes) >= self.hosts else order
+        mine = order[self.host::self.hosts] if len(self.ids) >= self.hosts else order
         shard = np.concatenate([np.full(self.sizes[s], s, np.int64) for s in mine] or [np.zeros(0, np.int64)])
         index = np.concatenate([self._inner(epoch, s) for s in mine] or [np.zeros(0, np.int64)])
-        if len(self.sizes) < self.hosts:
+        if len(self.ids) < self.hosts:
             keep = self.epoch_length(epoch)
             shard, index = shard[self.host::self.hosts][:keep], index[self.host::self.hosts][:keep]
         self._plans[epoch] = (shard, index)
