@@ -31,10 +31,22 @@ def per_host_batch(spec, process_count: int) -> int:
     return per_step
 
 
-def build_loader(spec, host=None, process_index: int = 0, process_count: int = 1, split: str = "train",
-                 batch_size: int | None = None):
-    """The loader of ``spec.data.sources`` (split='train') or ``spec.data.eval_sources`` ('eval')."""
+def xla_process() -> tuple[int, int]:
+    """(process index, process count) of the torch_xla runtime; (0, 1) without one."""
+    try:
+        import torch_xla.runtime as xr
+        return int(xr.process_index()), int(xr.process_count())
+    except Exception:  # no XLA runtime in this process: a single host
+        return 0, 1
+
+
+def build_loader(spec, host=None, process_index: int | None = 0, process_count: int | None = 1,
+                 split: str = "train", batch_size: int | None = None):
+    """The loader of ``spec.data.sources`` (split='train') or ``spec.data.eval_sources`` ('eval').
+    ``process_index=None, process_count=None``: taken from the torch_xla runtime."""
     import vattfw
+    if process_index is None or process_count is None:
+        process_index, process_count = xla_process()
     refs = spec.data.sources if split == "train" else spec.data.eval_sources
     where = "data.sources" if split == "train" else "data.eval_sources"
     if not refs:
