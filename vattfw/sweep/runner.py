@@ -242,7 +242,7 @@ class Sweep:
         return True
 
     def _work(self, run_dir: Path) -> int:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri, "PYTHONUNBUFFERED": "1"}
         with open(run_dir / "worker.log", "ab") as log:
             self._proc = subprocess.Popen([sys.executable, "-m", "vattfw.sweep.worker", str(run_dir / "job.json")],
                                            stdout=log, stderr=subprocess.STDOUT, env=env)
