@@ -468,6 +468,8 @@ class Trainer:
                 summary["mfu"] = self.flops_per_step * self._timed_steps / self._timed_s / self.peak_flops
         if hasattr(self, "backend"):
             summary["compiles"] = self.backend.compile_count() - getattr(self, "compiles_at_start", 0)
+        if getattr(self, "skipped_t", None) is not None:
+            summary["skipped_steps"] = int(self.skipped_t.cpu())
         if getattr(self, "loader", None) is not None:
             summary["skipped_samples"] = sum(_skipped_samples(self.loader).values())
         summary.update(self.eval_results)
