@@ -114,7 +114,10 @@ def run_suites(names: list[str], size: str = "paper", tracking_uri: str | None =
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UserError(Problem(f"unknown benchmark suite(s) {', '.join(unknown)}; available: {', '.join(known)}"))
+    import logging
     from mlflow.tracking import MlflowClient
+    for logger in ("mlflow", "alembic"):  # a new sqlite store's migrations are not the user's news
+        logging.getLogger(logger).setLevel(logging.WARNING)
     uri = globals()["tracking_uri"](tracking_uri)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(EXPERIMENT)

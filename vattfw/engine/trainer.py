@@ -258,15 +258,36 @@ class Trainer:
         grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
         finite = torch.isfinite(total) & torch.isfinite(grad_norm)
         skip = self.spec.train.nan_policy == "skip"
-        before = [p.detach().clone() for p in self.params] if skip else None
+        if skip:
+            before = self._skip_prepare(grads, finite)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if skip:
-            with torch.no_grad():
-                for p, old in zip(self.params, before):
-                    p.copy_(torch.where(finite, p, old))
+            self._skip_restore(before, finite)
         self._update_health(finite, total, terms)
         return total, terms, grad_norm
+
+    def _device_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.optimizer.state.get(p, {}).items()
+                if isinstance(v, torch.Tensor) and v.device == p.device}
+
+    def _skip_prepare(self, grads: list[torch.Tensor], finite: torch.Tensor) -> list:
+        """nan_policy skip: zero non-finite gradients (so the update's arithmetic stays finite)
+        and remember parameters and optimiser moments, restored by a select after the update.
+        Adam's host-side step counter still advances on a skipped step."""
+        with torch.no_grad():
+            for g in grads:
+                g.copy_(torch.where(finite, g, torch.zeros_like(g)))
+        return [(p.detach().clone(), {k: v.clone() for k, v in self._device_state(p).items()})
+                for p in self.params]
+
+    def _skip_restore(self, before: list, finite: torch.Tensor) -> None:
+        with torch.no_grad():
+            for p, (old_p, old_state) in zip(self.params, before):
+                p.copy_(torch.where(finite, p, old_p))
+                for k, v in self._device_state(p).items():
+                    old = old_state.get(k)
+                    v.copy_(torch.where(finite, v, old if old is not None else torch.zeros_like(v)))
 
     def _forward_backward(self, batches: list[dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = len(batches)
