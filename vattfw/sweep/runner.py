@@ -130,20 +130,29 @@ class Sweep:
         return run_id
 
     def _child(self, client, exp_id: str, parent: str, point: PointPlan) -> str:
+        """The point's child run: the one its run folder names, else one already tagged with this
+        parent and point (a sweep killed between creating it and writing the folder's file), else new."""
         run_dir = self.out / point.name
         run_dir.mkdir(parents=True, exist_ok=True)
         id_file = run_dir / RUN_ID_FILE
+        run = None
         if id_file.is_file():
             try:
                 run = client.get_run(id_file.read_text().strip())
-                if run.data.tags.get("mlflow.parentRunId") == parent:
-                    return run.info.run_id
-            except Exception:
-                pass
-        run = client.create_run(exp_id, run_name=point.name, tags={
-            "mlflow.parentRunId": parent, "vattfw.sweep.point": point.name, "vattfw.sweep": "point"})
-        self._log_spec(client, run.info.run_id, point)
+            except Exception:  # another store, or deleted
+                run = None
+            if run is not None and run.data.tags.get("mlflow.parentRunId") != parent:
+                run = None
+        if run is None:
+            found = client.search_runs([exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent}' and "
+                                                               f"tags.`vattfw.sweep.point` = '{point.name}'")
+            run = found[0] if found else None
+        if run is None:
+            run = client.create_run(exp_id, run_name=point.name, tags={
+                "mlflow.parentRunId": parent, "vattfw.sweep.point": point.name, "vattfw.sweep": "point"})
         id_file.write_text(run.info.run_id)
+        if "run.name" not in run.data.params:
+            self._log_spec(client, run.info.run_id, point)
         return run.info.run_id
 
     @staticmethod
