@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,6 @@ class PointPlan:
     base: Path = Path()
     checkpoint: str | None = None          # a path, or "@POINT"
     digest: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _read(path: Path, what: str) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem, UserError
-from .grid import Grid, PointPlan, plan
+from .grid import PointPlan, plan
 
 STATE = "sweep.json"
 RUN_ID_FILE = "mlflow_run_id"  # the mlflow tracker's resume file (plugins/trackers/mlflow.py)
