@@ -28,7 +28,9 @@ def run_point(job: dict) -> int:
     results: dict[str, float] = {}
     if not checkpoint:
         from ..engine.trainer import Trainer, run_dir_of
-        result = Trainer(spec, host, resume="auto", progress=False).run()
+        # evaluate=False: the evaluators run once, below, on the final checkpoint (also for a point
+        # whose training had finished before an interruption)
+        result = Trainer(spec, host, resume="auto", progress=False, evaluate=False).run()
         if result.exit_code:
             return result.exit_code
         checkpoint = result.summary.get("checkpoint") or str(run_dir_of(spec) / "checkpoints")
