@@ -4,6 +4,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, ClassVar
 
+from ..hookspec import KINDS
 from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
 
 
@@ -52,5 +53,10 @@ class PluginSpec(BaseModel):
 @cache
 def plugin(kind: str) -> type[PluginSpec]:
     """The spec field type for a component of ``kind``: ``backbone: plugin("backbone")``."""
-    return type(f"{kind.title()}Spec", (PluginSpec,), {"__annotations__": {"kind": ClassVar[str]},
-                                                     "kind": kind, "__module__": __name__})
+    name = f"{kind.title()}Spec"
+    return type(name, (PluginSpec,), {"__annotations__": {"kind": ClassVar[str]}, "kind": kind,
+                                      "__module__": __name__, "__qualname__": name})
+
+
+# Module attributes, so that pickle (loader worker processes) finds them by name.
+globals().update({plugin(kind).__name__: plugin(kind) for kind in KINDS})
