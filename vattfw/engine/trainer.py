@@ -17,22 +17,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import os
 import pickle
 import random
 import signal
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 
 from ..errors import Problem, UserError
 from . import checkpoint as ckpt
+from . import signals
 from .mesh import batch_specs, check_batch, per_device_bytes, plan_model, resolve_mesh
 
 # torch_xla bakes the Python scalars 0 and 1 into the graph as constants, so an exact lr of 0
@@ -320,17 +319,15 @@ class Trainer:
         status, code, error = "failed", 1, None
         self.t_start = time.perf_counter()
         self.start_step = self.step
-        old_handlers = self._install_signals()
         try:
-            hook.vattfw_run_start(spec=self.spec, run_dir=str(self.run_dir))
-            self._loop()
-            status, code = ("interrupted", 128 + self.stop_signal) if self.stop_signal else ("finished", 0)
-        except TrainingStopped as exc:
-            error = str(exc)
-        except ckpt.CheckpointError as exc:
-            error = str(exc)
+            with signals.handled(self._on_signal):
+                try:
+                    hook.vattfw_run_start(spec=self.spec, run_dir=str(self.run_dir))
+                    self._loop()
+                    status, code = ("interrupted", 128 + self.stop_signal) if self.stop_signal else ("finished", 0)
+                except (TrainingStopped, ckpt.CheckpointError) as exc:
+                    error = str(exc)
         finally:
-            _restore_signals(old_handlers)
             summary = self._summary()
             if error:
                 summary["error"] = error
@@ -447,18 +444,10 @@ class Trainer:
         self.trackers.hook.vattfw_checkpoint_saved(step=self.step, path=str(path))
 
     # -- signals ----------------------------------------------------------------
-    def _install_signals(self):
-        def handler(signum, frame):
-            if self.stop_signal:  # a second signal: stop now
-                raise KeyboardInterrupt
-            self.stop_signal = signum
-        old = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                old[sig] = signal.signal(sig, handler)
-            except ValueError:  # not the main thread
-                pass
-        return old
+    def _on_signal(self, signum, frame):
+        if self.stop_signal:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.stop_signal = signum
 
     # -- output -----------------------------------------------------------------
     def _progress(self):
@@ -597,11 +586,6 @@ def _restore_rng(state: dict[str, Any], backend: Any) -> None:
     np.random.set_state(host["numpy"])
     torch.set_rng_state(host["torch"])
     backend.set_rng_state(state["device"])
-
-
-def _restore_signals(old: dict) -> None:
-    for sig, h in old.items():
-        signal.signal(sig, h)
 
 
 def _to_cpu(obj: Any) -> Any:

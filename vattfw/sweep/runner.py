@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..engine import signals
 from ..errors import Problem, UserError
 from .grid import PointPlan, plan
 
@@ -171,9 +172,8 @@ class Sweep:
     def run(self) -> int:
         client, exp_id = self._client()
         parent = self._parent(client, exp_id)
-        old_handlers = self._install_signals()
         failed: list[str] = []
-        try:
+        with signals.handled(self._on_signal):
             for point in self.points:
                 if self.stop_signal:
                     break
@@ -183,9 +183,6 @@ class Sweep:
                     continue
                 if not self._run_point(client, exp_id, parent, point):
                     failed.append(point.name)
-        finally:
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
         rows = self.table()
         self._publish(client, parent, rows)
         status = "KILLED" if self.stop_signal else ("FAILED" if failed else "FINISHED")
@@ -260,18 +257,10 @@ class Sweep:
             finally:
                 self._proc = None
 
-    def _install_signals(self) -> dict:
-        def handler(signum, frame):
-            self.stop_signal = signum
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)  # the engine checkpoints on SIGTERM
-        old = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                old[sig] = signal.signal(sig, handler)
-            except ValueError:  # not the main thread
-                pass
-        return old
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_signal = signum
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)  # the engine checkpoints on SIGTERM
 
     # -- results -------------------------------------------------------------------
     def table(self) -> list[dict]:
