@@ -36,7 +36,6 @@ class FinetuneAudio:
         self.prefix = config.tag or "finetune_audio"
 
     def targets(self, batch, where: str):
-        import torch
         if "labels" in batch:
             return batch["labels"].float()
         raise UserError(Problem(f"{where}: the data has no multi-hot 'labels' (the loader makes them when "

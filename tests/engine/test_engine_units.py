@@ -1,5 +1,4 @@
 """Mesh resolution and checks, the sharding plan, atomic checkpoints, secret scrubbing."""
-import errno
 import json
 
 import pytest

@@ -1,6 +1,5 @@
 """The evaluator plugins end to end: real shards, the real loader, the tiny real model."""
 import pytest
-import torch
 
 import vattfw
 from vattfw import UserError

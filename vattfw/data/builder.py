@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing as mp
 import re
 from pathlib import Path
 from typing import Any

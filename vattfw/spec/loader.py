@@ -273,7 +273,6 @@ def cross_checks(spec: Spec) -> list[tuple[Path_, Problem]]:
 
 def load_spec(path: str | Path, overrides: list[str] = (), host: Any = None) -> Spec:
     """Read, merge, override and validate a spec file; raise UserError on any problem."""
-    from ..host import PluginHost
     host = host or default_host()
     data, origins = load_raw(Path(path))
     for text in overrides:
