@@ -1,12 +1,66 @@
 """Implementation of the ``spectrogram`` plugin (torch; imported only when it is built)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-
 from .spectrogram import Config
 from ._position import DropToken, GridPositions, bad_shape, prod
+
+# Checkpoints written before the STFT became a matmul hold torchaudio's (persistent) window and
+# filterbank; both are now recomputed at build time, so loading such a checkpoint drops them.
+_LEGACY_BUFFERS = ("mel.spectrogram.window", "mel.mel_scale.fb")
+
+
+class LogMel(nn.Module):
+    """log(mel(|STFT|^2) + 1e-6) from fixed-shape tensor ops that torch_xla lowers.
+
+    Same numbers as ``torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=win, win_length=win,
+    hop_length=hop, n_mels)`` with its defaults (periodic Hann window, centred frames with reflect
+    padding, power 2, HTK mel scale from 0 Hz to sample_rate // 2, no filter normalisation), but
+    without ``torch.stft``: torch_xla has no lowering for it, so inside the compiled train step it
+    would run on the host and break the single-graph step.  Here the reflect-padded frames are one
+    gather (indices from iota arithmetic, so the shapes are fixed), the windowed real DFT is one
+    matmul with a ``[n_fft, 2 * n_freq]`` basis (cos | sin columns), power is re^2 + im^2, and the
+    mel filterbank is a second matmul.  Both matrices are non-persistent float32 buffers computed
+    in float64 at build time.  The front end always runs in float32 (autocast off): bf16 would
+    lose about three digits of the log-mel energies.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int):
+        super().__init__()
+        import torchaudio
+        self.n_fft, self.hop, self.pad = n_fft, hop, n_fft // 2
+        n_freq = n_fft // 2 + 1
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        angle = 2 * math.pi * torch.outer(torch.arange(n_fft, dtype=torch.float64),
+                                          torch.arange(n_freq, dtype=torch.float64)) / n_fft
+        basis = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1) * window[:, None]
+        fbank = torchaudio.functional.melscale_fbanks(
+            n_freq, 0.0, float(sample_rate // 2), n_mels, sample_rate, norm=None, mel_scale="htk")
+        self.register_buffer("basis", basis.float(), persistent=False)   # [n_fft, 2 n_freq]
+        self.register_buffer("fbank", fbank.float(), persistent=False)   # [n_freq, n_mels]
+
+    def frames(self, samples: int) -> int:
+        return 1 + (samples + 2 * self.pad - self.n_fft) // self.hop
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """``[B, S]`` waveform -> ``[B, frames, n_mels]`` log-mel energies (float32)."""
+        with torch.autocast(audio.device.type, enabled=False):
+            return self._logmel(audio.float())
+
+    def _logmel(self, audio: torch.Tensor) -> torch.Tensor:
+        s = audio.shape[1]
+        dev = audio.device
+        # index of padded sample (t * hop + j) in the unpadded waveform, mirrored at both ends
+        idx = (torch.arange(self.frames(s), device=dev)[:, None] * self.hop
+               + torch.arange(self.n_fft, device=dev)[None, :] - self.pad).abs()
+        idx = torch.where(idx > s - 1, 2 * (s - 1) - idx, idx)
+        spec = audio[:, idx] @ self.basis                                  # [B, frames, 2 n_freq]
+        re, im = spec.chunk(2, dim=-1)
+        return torch.log((re * re + im * im) @ self.fbank + 1e-6)
 
 
 class SpectrogramTokenizer(nn.Module):
@@ -14,29 +68,32 @@ class SpectrogramTokenizer(nn.Module):
 
     def __init__(self, cfg: Config, dim: int):
         super().__init__()
-        import torchaudio
         self.cfg, self.dim = cfg, dim
         win = int(round(cfg.sample_rate * cfg.window_ms / 1000))
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate, n_fft=win, win_length=win, hop_length=cfg.hop(), n_mels=cfg.n_mels)
+        self.mel = LogMel(cfg.sample_rate, win, cfg.hop(), cfg.n_mels)
         self.proj = nn.Conv2d(1, dim, kernel_size=cfg.patch, stride=cfg.patch)
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
         self.pos = GridPositions(cfg.buckets(), dim, cfg.position)
         self.drop_token = DropToken(cfg.drop_token, prod(cfg.buckets()), "spectrogram")
+        self._register_load_state_dict_pre_hook(_drop_legacy_buffers)
 
     def forward(self, audio: torch.Tensor):
         shape = tuple(audio.shape)
-        need = self.cfg.hop() * (self.cfg.patch[0] - 1)
+        # reflect padding mirrors n_fft // 2 samples, so the clip must be longer than that
+        need = max(self.cfg.hop() * (self.cfg.patch[0] - 1), self.mel.pad)
         expected = f"[B, S] with S >= {need + 1} samples (one {self.cfg.patch[0]}-frame patch)"
         if audio.dim() != 2:
             raise bad_shape("spectrogram", expected, shape)
         if shape[1] <= need:
             raise bad_shape("spectrogram", expected, shape, "audio too short")
-        spec = torch.log(self.mel(audio) + 1e-6).transpose(1, 2)   # [B, frames, mels]
-        x = self.proj(spec.unsqueeze(1))                             # [B, d, ft, fm]
+        spec = self.mel(audio)                                       # [B, frames, mels]
+        x = self.proj(spec.unsqueeze(1).to(self.proj.weight.dtype))  # [B, d, ft, fm]
         grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)
         return self.drop_token(self.pos(x, grid)), None
 
 
+def _drop_legacy_buffers(state_dict, prefix, *_):
+    for name in _LEGACY_BUFFERS:
+        state_dict.pop(prefix + name, None)

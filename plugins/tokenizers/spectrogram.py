@@ -1,9 +1,13 @@
 """``spectrogram`` tokenizer (audio, paper Table 10): log-mel spectrogram cut into patches.
 
-Waveform ``[B, S]`` -> torchaudio MelSpectrogram (80 bins, 42 ms window, 21 ms hop, power 2,
-log(x + 1e-6)) -> ``[B, frames, 80]`` -> non-overlapping ``patch`` = (time, frequency) patches
-(Conv2d, kernel = stride; trailing frames that do not fill a patch are dropped) -> learned
-(time, frequency) positional tables, LayerNorm, dropout, DropToken.
+Waveform ``[B, S]`` -> log-mel (80 bins, 42 ms periodic-Hann window, 21 ms hop, centred frames
+with reflect padding, power 2, HTK mel filters 0 .. sample_rate/2 unnormalised, log(x + 1e-6);
+the numbers of torchaudio's ``MelSpectrogram`` with those settings) -> ``[B, frames, 80]`` ->
+non-overlapping ``patch`` = (time, frequency) patches (Conv2d, kernel = stride; trailing frames
+that do not fill a patch are dropped) -> learned (time, frequency) positional tables, LayerNorm,
+dropout, DropToken.  The STFT is a frame gather plus a matmul with a windowed real-DFT basis,
+not ``torch.stft``, which torch_xla cannot lower (the compiled train step would fall back to the
+host); it runs in float32 even under bf16 autocast.
 """
 from __future__ import annotations
 
