@@ -9,10 +9,17 @@ inputs give a 1x24x24 token grid; the positional tables are interpolated to thos
 batch 512.  Training crops: random area [0.08, 1], aspect [3/4, 4/3], flip; test: the shorter
 side resized to size/0.875, centre crop (the usual ImageNet protocol; the paper does not say).
 
-Data: ``train`` / ``test`` are an image folder laid out one sub-folder per class (ImageNet
-style; classes sorted by name) or a ``.csv`` / ``.jsonl`` manifest with ``path`` (relative to
-the manifest) and ``label`` (an id, or a class name: names are sorted into ids).  Images are
-decoded with PyAV (jpg, png, webp, bmp ...), read by ``workers`` processes.
+Data: ``train`` / ``test`` are each one of
+* an image folder laid out one sub-folder per class (ImageNet style; classes sorted by name);
+* a ``.csv`` / ``.jsonl`` manifest with ``path`` (relative to the manifest) and ``label`` (an
+  id, or a class name: names are sorted into ids);
+* image shards made from either by ``vattfw data build`` (docs/data.md): the output folder, a
+  shard URL pattern (``s3://b/in1k/train/shard-{000000..001281}.tar``), or a list of datasource
+  specs as the other evaluators take (``[{name: webdataset, urls: ...}]``; their ``weight`` and
+  ``require`` do not apply: every sample is used, in shard order).
+Images are decoded from their bytes with PyAV (jpg, png, webp, bmp ...) by the same function for
+files and shards, read by ``workers`` processes: the same images in the same order give the same
+batches either way (a folder build keeps the folder's order: it sorts by path).
 """
 from __future__ import annotations
 
@@ -25,16 +32,18 @@ from pydantic import Field
 
 from vattfw import Problem, UserError
 
-from ._common import EvaluatorConfig
+from ._common import EvaluatorConfig, Sources, need_sources
 from ._finetune import Optimizer, Schedule
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class Config(EvaluatorConfig):
-    train: str = Field(description="Training images: a folder with one sub-folder per class, or a .csv/.jsonl "
-                                   "manifest with path and label columns.")
-    test: str = Field(description="Test images, laid out as `train`.")
+    train: str | Sources = Field(  # type: ignore[valid-type]
+        description="Training images: a folder with one sub-folder per class, a .csv/.jsonl manifest with path "
+                    "and label columns, or image shards from `vattfw data build` (its output folder, a shard URL "
+                    "pattern ending in .tar, or datasource specs [{name: webdataset, urls: ...}]).")
+    test: str | Sources = Field(description="Test images, given as `train`.")  # type: ignore[valid-type]
     num_classes: int = Field(ge=2, description="Number of classes (ImageNet: 1000).")
     size: int = Field(384, ge=8, description="Input height and width (the paper: 384 -> 24x24 patches of 16).")
     epochs: float = Field(50, gt=0, description="Passes over the training images (the paper: 50).")
@@ -89,17 +98,72 @@ def list_images(src: str, where: str) -> tuple[list[str], list[int], list[str]]:
     return [p for p, _ in items], ids, classes
 
 
-def decode(path: str):
-    """uint8 [H, W, 3] (the first frame of whatever PyAV can open)."""
-    import av
-    import torch
+def decode(data: bytes, name: str):
+    """uint8 [H, W, 3]: the data layer's image decoder, so files and shards give the same pixels."""
+    from vattfw.data.builder import decode_image
     try:
-        with av.open(path) as container:
-            frame = next(container.decode(video=0))
-            return torch.from_numpy(frame.to_ndarray(format="rgb24"))
+        return decode_image(data)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user problem
-        raise UserError(Problem(f"finetune_image: cannot decode image {path}: {type(exc).__name__}: {exc}")) \
+        raise UserError(Problem(f"finetune_image: cannot decode image {name}: {type(exc).__name__}: {exc}")) \
             from None
+
+
+class _Files:
+    """Images of a folder or manifest: ``read(i)`` -> (uint8 image, label id)."""
+
+    def __init__(self, src: str, where: str):
+        self.paths, self.labels, _ = list_images(src, where)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, i: int):
+        return decode(Path(self.paths[i]).read_bytes(), self.paths[i]), self.labels[i]
+
+
+class _Shards:
+    """Images of image shards (``vattfw data build``): one range read per sample, label from
+    its json (-1 when it has none, refused by the label check)."""
+
+    def __init__(self, sources: list, where: str):
+        from vattfw.data.loader import resolve
+        self.where = where
+        self.refs = []
+        for source in sources:
+            shards = resolve(source)
+            self.refs += [(url, ref) for url, refs in zip(shards.urls, shards.samples) for ref in refs]
+        if not self.refs:
+            raise UserError(Problem(f"{where}: the image shards hold no samples"))
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def read(self, i: int):
+        from vattfw.data import tarindex, urls
+        from vattfw.data.builder import image_member
+        url, ref = self.refs[i]
+        members = tarindex.members(ref, urls.read_range(url, ref.start, ref.end))
+        ext = image_member(members)
+        if ext is None:
+            raise UserError(Problem(f"{self.where}: sample {ref.key} of {urls.redact(url)} has no image (members: "
+                                    f"{', '.join(sorted(members))}); build image shards with `vattfw data build "
+                                    f"IMAGES OUT --label-from-folder`"))
+        label = json.loads(members["json"]).get("label") if "json" in members else None
+        return decode(members[ext], f"{ref.key}.{ext} of {urls.redact(url)}"), -1 if label is None else int(label)
+
+
+def open_split(src, field: str, where: str, host=None):
+    """The reader of the split in ``field``: a folder/manifest of image files, or image shards."""
+    import vattfw
+    from vattfw.data.builder import built_pattern
+    from vattfw.data.loader import Source
+    if not isinstance(src, str):
+        need_sources(src, field, where)
+        return _Shards([vattfw.build("datasource", s, host) for s in src], where)
+    pattern = built_pattern(src) if Path(src).is_dir() else None
+    if pattern or "://" in src or src.endswith(".tar"):
+        return _Shards([Source((pattern or src,), name=where)], where)
+    return _Files(src, where)
 
 
 def _resize(x, h: int, w: int):
@@ -139,19 +203,20 @@ def _random_crop(h: int, w: int, cfg: Config, rng) -> tuple[int, int]:
 
 
 class _Images:
-    """A torch Dataset of (clip, label); training samples draw their crop from (seed, epoch, index)."""
+    """A torch Dataset of (clip, label, index); training samples draw their crop from (seed, epoch, index)."""
 
-    def __init__(self, paths, labels, cfg: Config, frames: int, train: bool):
-        self.paths, self.labels, self.cfg, self.frames, self.train = paths, labels, cfg, frames, train
+    def __init__(self, split, cfg: Config, frames: int, train: bool):
+        self.split, self.cfg, self.frames, self.train = split, cfg, frames, train
         self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.split)
 
     def __getitem__(self, i: int):
         import numpy as np
         rng = np.random.default_rng([self.cfg.seed, self.epoch, i]) if self.train else None
-        return transform(decode(self.paths[i]), self.cfg, self.frames, rng), self.labels[i]
+        img, label = self.split.read(i)
+        return transform(img, self.cfg, self.frames, rng), label, i
 
 
 def _loader(ds: _Images, batch: int, shuffle: bool, drop_last: bool, workers: int, seed: int):
@@ -162,14 +227,27 @@ def _loader(ds: _Images, batch: int, shuffle: bool, drop_last: bool, workers: in
                       generator=gen, persistent_workers=False)
 
 
-def _train_batches(ds: _Images, cfg: Config):
-    """Endless batches, epoch after epoch (a batch never spans two epochs)."""
-    import torch
+def _train_batches(ds: _Images, cfg: Config, where: str):
+    """Endless batches, epoch after epoch (a batch never spans two epochs).  Labels are checked
+    as they arrive: shards carry them inside the samples."""
+    from ._common import class_labels
     batch = min(cfg.train_batch_size, len(ds))
     while True:
-        for x, y in _loader(ds, batch, True, True, cfg.workers, cfg.seed + ds.epoch):
-            yield {"video": x, "label": torch.as_tensor(y, dtype=torch.int64)}
+        for x, y, i in _loader(ds, batch, True, True, cfg.workers, cfg.seed + ds.epoch):
+            yield {"video": x, "label": class_labels(y, cfg.num_classes, where, sample=i)}
         ds.epoch += 1
+
+
+def _test_logits(ft, ds: _Images, cfg: Config, where: str):
+    import torch
+    from ._common import class_labels
+    scores, ys, idx = [], [], []
+    with torch.no_grad():
+        for x, y, i in _loader(ds, cfg.batch_size, False, False, cfg.workers, cfg.seed):
+            scores.append(ft({"video": x})["logits"].float())
+            ys.append(y)
+            idx.append(i)
+    return torch.cat(scores), class_labels(torch.cat(ys), cfg.num_classes, where, sample=torch.cat(idx))
 
 
 # -- the evaluator ---------------------------------------------------------------------------
@@ -197,30 +275,21 @@ class FinetuneImage:
         import torch
         from vattfw.eval.metrics import topk_accuracy
         from vattfw.objective import label_smoothing
-        from ._common import class_labels
         from ._finetune import build_finetune_model, train
         cfg, where = self.config, f"evaluator {self.prefix}"
         patch = self.patch(spec)
         grid = (1, cfg.size // patch[1], cfg.size // patch[2]) if cfg.interpolate_positions else None
-        paths, labels, _ = list_images(cfg.train, f"{where} (train)")
-        class_labels(torch.tensor(labels), cfg.num_classes, f"{where} (train)")
+        train_set = _Images(open_split(cfg.train, "train", f"{where} (train)", host), cfg, patch[0], train=True)
+        test_set = _Images(open_split(cfg.test, "test", f"{where} (test)", host), cfg, patch[0], train=False)
         ft = build_finetune_model(model, spec, "video", cfg, host, grid=grid)
-        train_set = _Images(paths, labels, cfg, patch[0], train=True)
 
         def loss_fn(logits, batch, step):
             soft = label_smoothing(batch["label"], cfg.label_smoothing, cfg.num_classes)
             return -(soft * torch.log_softmax(logits, -1)).sum(-1).mean()
 
-        last = train(ft, _train_batches(train_set, cfg), "video", cfg.optimizer, cfg.schedule,
-                     self.steps(len(paths)), loss_fn, where, host)
-        t_paths, t_labels, _ = list_images(cfg.test, f"{where} (test)")
-        y = class_labels(torch.tensor(t_labels), cfg.num_classes, f"{where} (test)")
-        scores = []
-        with torch.no_grad():
-            for x, _ in _loader(_Images(t_paths, t_labels, cfg, patch[0], train=False), cfg.batch_size, False,
-                                False, cfg.workers, cfg.seed):
-                scores.append(ft({"video": x})["logits"].float())
-        logits = torch.cat(scores)
+        last = train(ft, _train_batches(train_set, cfg, f"{where} (train)"), "video", cfg.optimizer, cfg.schedule,
+                     self.steps(len(train_set)), loss_fn, where, host)
+        logits, y = _test_logits(ft, test_set, cfg, f"{where} (test)")
         out = {f"{self.prefix}/top{k}": topk_accuracy(logits, y, k) for k in cfg.top_k if k <= cfg.num_classes}
         out[f"{self.prefix}/train_loss"] = last
         return out

@@ -1,25 +1,28 @@
-"""`vattfw data build|inspect|demo`: make and look at clip shards (docs/data.md)."""
+"""`vattfw data build|inspect|demo`: make and look at clip and image shards (docs/data.md)."""
 from __future__ import annotations
 
 import json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("data", help="build, inspect and demo clip shards")
+    p = sub.add_parser("data", help="build, inspect and demo clip and image shards")
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
-    b = cmds.add_parser("build", help="media folder or CSV/JSONL manifest -> webdataset shards + index")
-    b.add_argument("src", metavar="SRC", help="folder of media (+ .txt/.json sidecars) or a .csv/.jsonl manifest")
+    b = cmds.add_parser("build", help="media or image folder, or CSV/JSONL manifest -> webdataset shards + index")
+    b.add_argument("src", metavar="SRC", help="folder of media (+ .txt/.json sidecars) or of images (ImageNet "
+                                              "style: one sub-folder per class, with --label-from-folder), or a "
+                                              ".csv/.jsonl manifest (path, label, ...)")
     b.add_argument("out", metavar="OUT", help="output folder for shard-NNNNNN.tar, index.json, report.json")
     b.add_argument("--max-count", type=int, default=1000, help="samples per shard (default 1000)")
     b.add_argument("--max-bytes", type=float, default=1e9, help="bytes per shard (default 1e9)")
-    b.add_argument("--workers", type=int, default=2, help="parallel probe workers (default 2)")
+    b.add_argument("--workers", type=int, default=2, help="parallel probe/decode workers (default 2)")
     b.add_argument("--label-from-folder", action="store_true", help="class label = the parent folder's name")
     b.add_argument("--source", default=None, help="source name stored in each sample's metadata")
     b.set_defaults(func=run_build)
 
-    i = cmds.add_parser("inspect", help="counts, durations, modalities; decode a few samples")
-    i.add_argument("urls", metavar="URL", nargs="+", help="shard URLs or brace patterns (local, s3://, http)")
+    i = cmds.add_parser("inspect", help="counts, durations or image sizes, modalities, labels; decode a few samples")
+    i.add_argument("urls", metavar="URL", nargs="+", help="shard URLs or brace patterns (local, s3://, http), or "
+                                                          "a folder made by `vattfw data build`")
     i.add_argument("--scan", type=int, default=200, help="samples whose metadata is read (default 200)")
     i.add_argument("--decode", type=int, default=3, help="samples decoded end to end (default 3)")
     i.add_argument("--decoder", choices=["pyav", "torchcodec"], default="pyav")

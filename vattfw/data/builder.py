@@ -10,6 +10,13 @@ Inputs
   optional ``key``, ``caption`` / ``captions`` (CSV: separated by ``|``), ``label``, ``labels``;
   paths relative to the manifest.
 
+Images (``jpg jpeg png bmp webp``, any case) are samples too, stored as ``KEY.<ext>`` with their
+encoded bytes: an ImageNet-style folder (one sub-folder per class) with ``label_from_folder``,
+or a manifest whose rows all have ``path`` and ``label``.  One data set holds one kind: a
+folder or manifest mixing images and media clips is refused, naming one file of each kind,
+because no consumer reads both from one set of shards.  Every image is decoded once here with
+the decoder the readers use (:func:`decode_image`), so a corrupt one is skipped and reported.
+
 Media bytes are stored as they are (no re-encoding).  Each clip is probed in a worker
 process; empty or undecodable files are skipped and listed in ``report.json``.  Output is
 deterministic: samples are sorted by key and tar headers carry no time or owner.
@@ -28,6 +35,39 @@ from .decode import AUDIO_EXTS, VIDEO_EXTS, DecodeError, open_clip
 from .shards import ShardWriter, sample_json
 
 MEDIA_EXTS = VIDEO_EXTS + AUDIO_EXTS
+IMAGE_EXTS = ("jpg", "jpeg", "png", "bmp", "webp")
+
+
+def decode_image(data: bytes):
+    """uint8 [H, W, 3] of an encoded image (its first frame), with PyAV: the one decoder of
+    image shards and image folders, so both give the same pixels."""
+    import io
+
+    import av
+    import torch
+    with av.open(io.BytesIO(data)) as container:
+        frame = next(container.decode(video=0))
+        return torch.from_numpy(frame.to_ndarray(format="rgb24"))
+
+
+def image_member(members) -> str | None:
+    """The extension of a sample's image member, if it has one."""
+    return next((ext for ext in members if ext in IMAGE_EXTS), None)
+
+
+def built_pattern(folder: str) -> str | None:
+    """``folder/shard-{000000..N}.tar`` when ``folder`` is a local output of :func:`build`
+    (it has ``index.json``), else None: lets commands take the folder itself."""
+    index = Path(folder, "index.json")
+    if not index.is_file():
+        return None
+    try:
+        pattern = json.loads(index.read_text()).get("urls")
+    except ValueError:
+        raise UserError(Problem(f"{index}: not JSON; rebuild with vattfw data build")) from None
+    if not pattern:
+        raise UserError(Problem(f"{index}: the data set has no shards (0 samples built; see report.json)"))
+    return str(Path(folder, pattern))
 
 
 def _key(rel: str) -> str:
@@ -42,8 +82,10 @@ def collect_folder(src: Path, label_from_folder: bool = False) -> list[dict]:
         ext = path.suffix.lower().lstrip(".")
         stem = str(rel.with_suffix("")).replace("\\", "/")
         item = groups.setdefault(stem, {"key": _key(stem), "media": {}, "sidecars": {}, "origin": stem})
-        if ext in MEDIA_EXTS:
+        if ext in MEDIA_EXTS or ext in IMAGE_EXTS:
             item["media"][ext] = str(path)
+            if ext in IMAGE_EXTS:  # one file per image sample: report its real name
+                item["origin"] = str(rel).replace("\\", "/")
         elif ext in ("txt", "json"):
             item["sidecars"][ext] = str(path)
         if label_from_folder and rel.parent != Path("."):
@@ -92,8 +134,11 @@ def collect_manifest(path: Path) -> list[dict]:
             if row.get(field):
                 p = (path.parent / row[field]).resolve()
                 media[p.suffix.lower().lstrip(".")] = str(p)
+        line = n + 1 if path.suffix == ".csv" else n  # the CSV header is line 1
         if not media:
-            raise UserError(Problem("row has no path/video/audio", file=str(path), line=n))
+            raise UserError(Problem(f"row {n} has no path/video/audio", file=str(path), line=line))
+        if image_member(media):
+            _check_image_row(row, media, n, path, line)
         caps = row.get("captions", row.get("caption")) or []
         if isinstance(caps, str):
             caps = [c.strip() for c in caps.split("|") if c.strip()]
@@ -107,8 +152,35 @@ def collect_manifest(path: Path) -> list[dict]:
     return sorted(items, key=lambda it: it["key"])
 
 
+def _check_image_row(row: dict, media: dict, n: int, path: Path, line: int) -> None:
+    # An image manifest is a labelled set (ImageNet style): a row without a label or naming a
+    # file that is not there is a typo to fix, not a sample to skip.
+    if row.get("label") in (None, ""):
+        raise UserError(Problem(f"row {n} has no label (image manifests need path and label: a class "
+                                f"name or id)", file=str(path), line=line))
+    missing = next((p for p in media.values() if not Path(p).is_file()), None)
+    if missing:
+        raise UserError(Problem(f"row {n}: no such file {missing}", file=str(path), line=line))
+
+
+def _check_kinds(items: list[dict], src: str) -> None:
+    images = [it for it in items if image_member(it["media"])]
+    clips = [it for it in items if any(ext in MEDIA_EXTS for ext in it["media"])]
+    if images and clips:
+        img = next(p for p in images[0]["media"].values() if Path(p).suffix.lower().lstrip(".") in IMAGE_EXTS)
+        clip = next(p for p in clips[0]["media"].values() if Path(p).suffix.lower().lstrip(".") in MEDIA_EXTS)
+        raise UserError(Problem(f"{src}: mixes images ({img}) and media clips ({clip}); one data set holds one "
+                                f"kind: build them into separate outputs"))
+    many = next((it for it in images if len(it["media"]) > 1), None)
+    if many:
+        raise UserError(Problem(f"{src}: one sample, several images ({', '.join(sorted(many['media'].values()))}); "
+                                f"give each image its own name"))
+
+
 def probe(item: dict) -> dict:
-    """Read and check one clip (in a worker): returns the sample or a skip reason."""
+    """Read and check one sample (in a worker): returns the sample or a skip reason."""
+    if image_member(item["media"]):
+        return probe_image(item)
     members: dict[str, bytes] = {}
     info = {"duration": 0.0, "fps": None, "modalities": []}
     for ext, path in sorted(item["media"].items()):
@@ -139,6 +211,23 @@ def probe(item: dict) -> dict:
     return {"key": item["key"], "members": members, "info": info}
 
 
+def probe_image(item: dict) -> dict:
+    """Decode one image (its bytes are stored as they are); a corrupt one is a skip."""
+    ext, path = next(iter(item["media"].items()))
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return {"skip": "unreadable", "detail": str(exc), "origin": item["origin"]}
+    if not data:
+        return {"skip": "empty", "detail": "0 bytes", "origin": item["origin"]}
+    try:
+        height, width = decode_image(data).shape[:2]
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means undecodable
+        return {"skip": "undecodable", "detail": f"{type(exc).__name__}: {exc}", "origin": item["origin"]}
+    info = {"modalities": ["image"], "width": int(width), "height": int(height)}
+    return {"key": item["key"], "members": {ext: data}, "info": info}
+
+
 def build(src: str, out: str, max_count: int = 1000, max_bytes: int = 1 << 30, workers: int = 2,
           label_from_folder: bool = False, source: str | None = None, progress: bool = True) -> dict:
     """Build shards in ``out`` from a folder or manifest ``src``; returns the index."""
@@ -150,7 +239,9 @@ def build(src: str, out: str, max_count: int = 1000, max_bytes: int = 1 << 30, w
     else:
         raise UserError(Problem(f"{src}: expected a folder of media files or a .csv/.jsonl manifest"))
     if not items:
-        raise UserError(Problem(f"{src}: no media files ({', '.join(MEDIA_EXTS)})"))
+        raise UserError(Problem(f"{src}: no media files ({', '.join(MEDIA_EXTS)}) or images "
+                                f"({', '.join(IMAGE_EXTS)})"))
+    _check_kinds(items, src)
     dupes = sorted({it["key"] for it in items if sum(1 for o in items if o["key"] == it["key"]) > 1})
     if dupes:
         raise UserError(Problem(f"{src}: sample keys are not unique: {', '.join(dupes[:5])}"))
@@ -218,5 +309,8 @@ def _json(item: dict, info: dict, source: str, classes: list[str]) -> bytes:
         meta["label_name"] = classes[label] if isinstance(item.get("label"), str) and classes else None
     if labels:
         meta["labels"] = labels
-    return sample_json(item["captions"], source=source, original=item["origin"], duration=round(info["duration"], 4),
-                       fps=info["fps"], modalities=info["modalities"], **meta)
+    fields = dict(info)  # clips: duration, fps, modalities; images: width, height, modalities
+    if "duration" in fields:
+        fields["duration"] = round(fields["duration"], 4)
+    # The builder's own fields win over same-named sidecar metadata.
+    return sample_json(item["captions"], **{**meta, "source": source, "original": item["origin"], **fields})

@@ -5,13 +5,14 @@ import json
 import time
 
 from . import tarindex, urls
+from .builder import built_pattern, decode_image, image_member
 from .loader import Source, resolve
 from .pipeline import Sampler, Skip
 
 
 def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str = "pyav") -> dict:
     from ..spec.data import DataSection
-    shards = resolve(Source(tuple(patterns)))
+    shards = resolve(Source(tuple(built_pattern(u) or u for u in patterns)))
     refs = [(u, r) for u, samples in zip(shards.urls, shards.samples) for r in samples]
     report: dict = {"shards": len(shards.urls), "samples": len(refs), "index_problems": shards.bad,
                     "members": {}, "scanned": 0, "duration_s": {}, "modalities": {}, "with_captions": 0,
@@ -20,7 +21,7 @@ def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str 
         for ext in r.members:
             report["members"][ext] = report["members"].get(ext, 0) + 1
     step = max(1, len(refs) // max(1, scan))
-    durations = []
+    durations, sizes = [], []
     for url, ref in refs[::step][:scan]:
         if "json" not in ref.members:
             continue
@@ -30,7 +31,10 @@ def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str 
         except ValueError:
             continue
         report["scanned"] += 1
-        durations.append(float(meta.get("duration") or 0))
+        if "width" in meta:  # an image: a size, no duration
+            sizes.append((int(meta["width"]), int(meta.get("height") or 0)))
+        else:
+            durations.append(float(meta.get("duration") or 0))
         for m in meta.get("modalities", []):
             report["modalities"][m] = report["modalities"].get(m, 0) + 1
         report["with_captions"] += bool(meta.get("captions"))
@@ -40,6 +44,10 @@ def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str 
     if durations:
         report["duration_s"] = {"min": round(min(durations), 3), "mean": round(sum(durations) / len(durations), 3),
                                 "max": round(max(durations), 3)}
+    if report["labels"]:
+        report["classes"] = len(report["labels"])
+    if sizes:
+        report["image_sizes"] = _sizes(sizes)
     data = DataSection.model_validate({"decoder": decoder, "text": {"vocabulary": None}})
     sampler = Sampler(data, "train")
     for url, ref in refs[::max(1, len(refs) // max(1, decode))][:decode]:
@@ -47,6 +55,10 @@ def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str 
         entry = {"key": ref.key, "shard": urls.redact(url)}
         try:
             members = tarindex.members(ref, urls.read_range(url, ref.start, ref.end))
+            if image_member(members):
+                entry.update(_image(members, t))
+                report["decoded"].append(entry)
+                continue
             row = sampler(members, (), None)[0]
             entry.update({k: list(v.shape) for k, v in row.items() if v.dim()})
             entry.update({"audio_mask": float(row["audio_mask"]), "text_mask": float(row["text_mask"]),
@@ -57,3 +69,18 @@ def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str 
             entry["error"] = f"{type(exc).__name__}: {exc}"
         report["decoded"].append(entry)
     return report
+
+
+def _sizes(sizes: list[tuple[int, int]]) -> dict:
+    """Width x height range of the scanned images, and the first few as examples."""
+    ws, hs = [w for w, _ in sizes], [h for _, h in sizes]
+    return {"min": [min(ws), min(hs)], "max": [max(ws), max(hs)],
+            "examples": [f"{w}x{h}" for w, h in sizes[:5]]}
+
+
+def _image(members: dict[str, bytes], t0: float) -> dict:
+    ext = image_member(members)
+    img = decode_image(members[ext])
+    label = json.loads(members["json"]).get("label_name") if "json" in members else None
+    return {"image": list(img.shape), "format": ext, "bytes": len(members[ext]), "label_name": label,
+            "seconds": round(time.perf_counter() - t0, 3)}
