@@ -73,3 +73,14 @@ def test_missing_video_branch_is_a_user_error(image_folder):
                                     "test": str(image_folder / "test"), "num_classes": 3})
     with pytest.raises(vattfw.UserError, match="no voxel video tokenizer"):
         ev.run(None, spec)
+
+
+def test_the_shipped_imagenet_spec_validates_with_every_source_shape():
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "specs" / "finetune" / "imagenet.yaml"
+    spec = vattfw.load_spec(path)
+    ev = spec.eval.evaluators[0].config
+    assert ev.train == "/data/imagenet-shards/train"  # a `vattfw data build` output folder
+    shards = [{"name": "webdataset", "urls": "s3://b/in1k/val/shard-{000000..000049}.tar"}]
+    spec = vattfw.load_spec(path, [f"eval.evaluators.0.test={shards}"])
+    assert spec.eval.evaluators[0].config.test[0].config.urls == [shards[0]["urls"]]
