@@ -65,3 +65,20 @@ def test_toy_grid_killed_after_first_point_resumes_with_the_second_only(toy_grid
     assert {"svm/probe/top1", "lrc/probe/top1"} <= set(parent.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"results.md", "results.json", "grid.yaml"} <= artifacts
+
+    # new evaluators re-evaluate the final checkpoints; the training is neither rerun nor forgotten
+    before = json.loads((out / "sweep.json").read_text())["points"]
+    res = cli(*args, "--set", "eval.evaluators.0.top_k=[1, 2]")
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = json.loads((out / "sweep.json").read_text())["points"]
+    assert (out / "svm" / "worker.log").read_text().count("vattfw run svm: finished") == 1
+    assert f"pointsvm:evaluating{before['svm']['checkpoint']}" in "".join(res.stderr.split())  # rich wraps lines
+    assert after["svm"]["results"]["train/final_loss"] == before["svm"]["results"]["train/final_loss"]
+    assert "probe/top2" in after["svm"]["results"] and "probe/top2" in after["lrc"]["results"]
+    assert after["svm"]["digest"] == before["svm"]["digest"] != "" and after["svm"]["eval_digest"] != before["svm"]["eval_digest"]
+    children = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == {"svm", "lrc"} and "probe/top2" in children["svm"].data.metrics
+    # a changed training spec is refused for a finished point, by name, before anything runs
+    res = cli(*args, "--set", "train.steps=3")
+    assert res.returncode == 2 and "point svm: finished earlier" in res.stderr and "Traceback" not in res.stderr

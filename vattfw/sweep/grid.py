@@ -85,7 +85,8 @@ class PointPlan:
     spec: Any
     base: Path = Path()
     checkpoint: str | None = None          # a path, or "@POINT"
-    digest: str = ""
+    digest: str = ""                       # what the point trains: the resolved spec but eval and tracking
+    eval_digest: str = ""                  # what the point evaluates: the resolved eval section
 
 
 def _read(path: Path, what: str) -> dict:
@@ -128,8 +129,17 @@ def point_overrides(grid: Grid, point: Point, profile: Profile, cli: list[str]) 
     return [*point.set, *profile.set, *profile.points.get(point.name, []), *cli]
 
 
-def digest(overrides: list[str], checkpoint: str | None) -> str:
-    return hashlib.sha256(json.dumps([overrides, checkpoint]).encode()).hexdigest()[:16]
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def digests(spec: Any, checkpoint: str | None) -> tuple[str, str]:
+    """(training, evaluation) digests of a resolved point: a changed evaluator must not look like
+    a changed training run, so that new columns cost an evaluation, not a pretraining."""
+    resolved = spec.model_dump(mode="json")
+    evaluation = resolved.pop("eval")
+    resolved.pop("tracking")
+    return digest([resolved, checkpoint]), digest(evaluation)
 
 
 def plan(grid_path: str | Path, cli: list[str] = (), profile: str | None = None, host: Any = None,
@@ -162,7 +172,7 @@ def plan(grid_path: str | Path, cli: list[str] = (), profile: str | None = None,
             problems += [Problem(f"point {point.name}: {p}") for p in exc.problems]
             continue
         plans.append(PointPlan(point.name, overrides, spec, point_base.resolve(), ckpt,
-                               digest([str(point.base), *overrides], point.checkpoint)))
+                               *digests(spec, point.checkpoint)))
     if problems:
         raise UserError(problems)
     if prof.metrics:

@@ -1,11 +1,13 @@
 """Running a grid: one parent mlflow run, one child run (and one worker process) per point,
 a results table, and resume.
 
-State lives in ``<out>/sweep.json``: the parent run id and, per point, the digest of its
-overrides, its status, checkpoint and results.  Rerunning the same command skips the
-finished points; an unfinished point resumes from its newest checkpoint (the engine's
-``resume: auto``) and keeps its child run (``<out>/<point>/mlflow_run_id``, which the mlflow
-tracker continues).  A finished point whose overrides changed is an error, not a silent rerun.
+State lives in ``<out>/sweep.json``: the parent run id and, per point, two digests of its
+resolved spec (what it trains; what it evaluates), its status, checkpoint and results.
+Rerunning the same command skips the finished points; an unfinished point resumes from its
+newest checkpoint (the engine's ``resume: auto``) and keeps its child run
+(``<out>/<point>/mlflow_run_id``, which the mlflow tracker continues).  A finished point whose
+evaluators changed is evaluated again from its final checkpoint (no retraining); one whose
+training changed is an error, not a silent rerun.
 """
 from __future__ import annotations
 
@@ -96,7 +98,8 @@ class Sweep:
         for p in self.points:
             old = self.state["points"].get(p.name)
             if old and old.get("status") == "finished" and old.get("digest") != p.digest:
-                problems.append(Problem(f"point {p.name}: finished earlier in {self.out} with other overrides; "
+                problems.append(Problem(f"point {p.name}: finished earlier in {self.out} with another training "
+                                        f"spec (changing only eval.* re-evaluates it); "
                                         f"use another --out, or delete {self.out / p.name} and its entry in "
                                         f"{self.out / STATE} to rerun it"))
         if problems:
@@ -178,10 +181,11 @@ class Sweep:
                 if self.stop_signal:
                     break
                 done = self.state["points"].get(point.name, {})
-                if done.get("status") == "finished":
+                again = done.get("status") == "finished" and done.get("eval_digest") != point.eval_digest
+                if done.get("status") == "finished" and not again:
                     self.console.print(f"point {point.name}: finished earlier, skipped")
                     continue
-                if not self._run_point(client, exp_id, parent, point):
+                if not self._run_point(client, exp_id, parent, point, done if again else None):
                     failed.append(point.name)
         rows = self.table()
         self._publish(client, parent, rows)
@@ -205,15 +209,21 @@ class Sweep:
             raise _PointFailed(f"checkpoint {ref}: point {ref[1:]} has not finished")
         return got["checkpoint"]
 
-    def _run_point(self, client, exp_id: str, parent: str, point: PointPlan) -> bool:
+    def _run_point(self, client, exp_id: str, parent: str, point: PointPlan, earlier: dict | None = None) -> bool:
+        """Train (or resume) and evaluate the point; with ``earlier`` (its finished entry, whose
+        evaluators have changed since) only evaluate its final checkpoint again."""
         run_dir = self.out / point.name
         child = self._child(client, exp_id, parent, point)
-        entry = {"digest": point.digest, "status": "running", "run_id": child}
+        entry = {"digest": point.digest, "eval_digest": point.eval_digest, "status": "running", "run_id": child}
+        kept = {k: v for k, v in (earlier or {}).get("results", {}).items() if k.startswith("train/")}
+        if earlier:
+            client.update_run(child, status="RUNNING")
+            entry.update(checkpoint=earlier["checkpoint"], results=kept)  # an interrupted re-evaluation keeps them
         self.state["points"][point.name] = entry
         self._save_state()
         start = time.perf_counter()
         try:
-            checkpoint = self._checkpoint_of(point)
+            checkpoint = earlier["checkpoint"] if earlier else self._checkpoint_of(point)
             results_file = run_dir / "results.json"
             results_file.unlink(missing_ok=True)
             job = {"spec": str(point.base), "overrides": point.overrides,
@@ -234,8 +244,9 @@ class Sweep:
                 client.set_terminated(child, status="FAILED")
             return False
         got = json.loads(results_file.read_text())
-        entry.update(status="finished", checkpoint=got["checkpoint"], step=got["step"], results=got["results"],
-                     seconds=round(time.perf_counter() - start, 1))
+        seconds = round(time.perf_counter() - start, 1) + (earlier or {}).get("seconds", 0.0)
+        entry.update(status="finished", checkpoint=got["checkpoint"], step=got["step"],
+                     results={**kept, **got["results"]}, seconds=seconds)
         entry.pop("error", None)
         self._save_state()
         client.set_tag(child, "vattfw.sweep.status", "finished")
