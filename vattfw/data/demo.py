@@ -46,6 +46,7 @@ COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 235),
 MOTIONS = ["moving left", "moving right", "moving up", "moving down", "growing", "shrinking", "bouncing", "blinking"]
 SYN_SIZE, SYN_FRAMES, SYN_FPS, SR = 64, 16, 8, 16_000
 
+NOTE_PEAK = 0.5  # the synthetic clips' audio peaks at 0.3-0.65
 INSTRUMENTS = {"piano": 0, "harpsichord": 6, "glockenspiel": 9, "organ": 19, "accordion": 21, "nylon_guitar": 24,
                "distortion_guitar": 30, "acoustic_bass": 32, "violin": 40, "cello": 42, "harp": 46,
                "trumpet": 56, "trombone": 57, "alto_sax": 65, "clarinet": 71, "flute": 73, "pan_flute": 75,
@@ -208,6 +209,20 @@ def make_instruments(media: Path) -> None:
     _run(["timidity", "-c", cfg, "-Ow", "-s", str(SR), "--output-mono", *map(str, mids)])
     for mid in mids:
         mid.unlink()
+        _peak_normalize(mid.with_suffix(".wav"), NOTE_PEAK)
+
+
+def _peak_normalize(path: Path, peak: float) -> None:
+    """timidity renders notes 15-25 dB below the synthetic clips' audio the model trains on; an
+    out-of-range probe set would measure loudness, not timbre (the velocity stays in the sound)."""
+    with wave.open(str(path)) as f:
+        params, pcm = f.getparams(), np.frombuffer(f.readframes(f.getnframes()), "<i2")
+    top = int(np.abs(pcm.astype(np.int32)).max())
+    if top:
+        pcm = np.round(pcm * (peak * 32767 / top)).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setparams(params)
+        f.writeframes(pcm.tobytes())
 
 
 # -- Big Buck Bunny ---------------------------------------------------------------
