@@ -23,16 +23,21 @@ class VoxelTokenizer(nn.Module):
 
     def grid(self, shape) -> tuple[int, int, int]:
         t, h, w = self.cfg.patch
-        expected = f"[B, T, H, W, {self.cfg.channels}] with T % {t} == H % {h} == W % {w} == 0"
+        strict = self.cfg.remainder == "error"
+        expected = (f"[B, T, H, W, {self.cfg.channels}] with T % {t} == H % {h} == W % {w} == 0" if strict else
+                    f"[B, T, H, W, {self.cfg.channels}] with T >= {t}, H >= {h}, W >= {w}")
         if len(shape) != 5 or shape[-1] != self.cfg.channels:
             raise bad_shape("voxel", expected, shape)
-        if shape[1] % t or shape[2] % h or shape[3] % w:
-            raise bad_shape("voxel", expected, shape, f"frames not divisible by the patch {t}x{h}x{w}")
+        if strict and (shape[1] % t or shape[2] % h or shape[3] % w):
+            raise bad_shape("voxel", expected, shape, f"frames not divisible by the patch {t}x{h}x{w}; "
+                                                      f"remainder: drop would drop the rest")
+        if shape[1] < t or shape[2] < h or shape[3] < w:
+            raise bad_shape("voxel", expected, shape, f"smaller than one {t}x{h}x{w} voxel")
         return shape[1] // t, shape[2] // h, shape[3] // w
 
     def forward(self, video: torch.Tensor):
         grid = self.grid(tuple(video.shape))
-        x = self.proj(video.permute(0, 4, 1, 2, 3))          # [B, d, t, h, w]
+        x = self.proj(video.permute(0, 4, 1, 2, 3))          # [B, d, t, h, w]; kernel = stride drops remainders
         x = x.flatten(2).transpose(1, 2)                     # [B, N, d], row-major (t, h, w)
         return self.drop_token(self.pos(x, grid)), None
 

@@ -10,11 +10,30 @@ def message(exc) -> str:
     return str(exc.value)
 
 
-def test_frames_not_divisible_by_patch():
-    tok = vattfw.build("tokenizer", {"name": "voxel"}, dim=4)
+def test_frames_not_divisible_by_patch_is_an_error_when_asked():
+    tok = vattfw.build("tokenizer", {"name": "voxel", "remainder": "error"}, dim=4)
     with pytest.raises(vattfw.UserError) as exc:
         tok(torch.zeros(1, 30, 224, 224, 3))
     assert "'voxel'" in message(exc) and "[1, 30, 224, 224, 3]" in message(exc) and "T % 4" in message(exc)
+
+
+def test_remainder_drop_equals_tokenizing_the_whole_voxels_only():
+    # Table 9's 32x200x200 with 5x16x16 voxels: the first 30 frames and 192 rows/columns are used
+    torch.manual_seed(0)
+    cfg = {"name": "voxel", "patch": [5, 16, 16], "buckets": [6, 12, 12]}
+    tok = vattfw.build("tokenizer", cfg, dim=8).eval()
+    video = torch.rand(2, 32, 200, 200, 3) * 2 - 1
+    tokens, _ = tok(video)
+    cropped, _ = tok(video[:, :30, :192, :192].contiguous())
+    assert tokens.shape == (2, 6 * 12 * 12, 8)
+    torch.testing.assert_close(tokens, cropped)
+
+
+def test_video_smaller_than_one_voxel():
+    tok = vattfw.build("tokenizer", {"name": "voxel"}, dim=4)
+    with pytest.raises(vattfw.UserError) as exc:
+        tok(torch.zeros(1, 3, 224, 224, 3))
+    assert "'voxel'" in message(exc) and "smaller than one 4x16x16 voxel" in message(exc)
 
 
 def test_audio_too_short():

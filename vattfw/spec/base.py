@@ -5,7 +5,7 @@ from functools import cache
 from typing import Any, ClassVar
 
 from ..hookspec import KINDS
-from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer, model_validator
 
 
 class Section(BaseModel):
@@ -45,8 +45,9 @@ class PluginSpec(BaseModel):
         return data
 
     @model_serializer
-    def _dump(self) -> dict[str, Any]:
-        body = self.config.model_dump() if isinstance(self.config, BaseModel) else dict(self.fields)
+    def _dump(self, info: SerializationInfo) -> dict[str, Any]:
+        body = (self.config.model_dump(mode=info.mode, exclude_defaults=info.exclude_defaults)
+                if isinstance(self.config, BaseModel) else dict(self.fields))
         return {"name": self.name, **body}
 
 

@@ -135,10 +135,11 @@ def digest(value: Any) -> str:
 
 def digests(spec: Any, checkpoint: str | None) -> tuple[str, str]:
     """(training, evaluation) digests of a resolved point: a changed evaluator must not look like
-    a changed training run, so that new columns cost an evaluation, not a pretraining."""
-    resolved = spec.model_dump(mode="json")
-    evaluation = resolved.pop("eval")
-    resolved.pop("tracking")
+    a changed training run, so that new columns cost an evaluation, not a pretraining.  Fields at
+    their defaults are left out, so that a vattfw upgrade adding fields keeps finished points."""
+    resolved = spec.model_dump(mode="json", exclude_defaults=True)
+    evaluation = resolved.pop("eval", {})
+    resolved.pop("tracking", None)
     return digest([resolved, checkpoint]), digest(evaluation)
 
 
