@@ -177,6 +177,15 @@ def _check_kinds(items: list[dict], src: str) -> None:
                                 f"give each image its own name"))
 
 
+def _read_member(path: str, origin: str) -> bytes | dict:
+    """A media file's bytes, or the skip record of an unreadable or empty one."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return {"skip": "unreadable", "detail": str(exc), "origin": origin}
+    return data if data else {"skip": "empty", "detail": "0 bytes", "origin": origin}
+
+
 def probe(item: dict) -> dict:
     """Read and check one sample (in a worker): returns the sample or a skip reason."""
     if image_member(item["media"]):
@@ -184,12 +193,9 @@ def probe(item: dict) -> dict:
     members: dict[str, bytes] = {}
     info = {"duration": 0.0, "fps": None, "modalities": []}
     for ext, path in sorted(item["media"].items()):
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            return {"skip": "unreadable", "detail": str(exc), "origin": item["origin"]}
-        if not data:
-            return {"skip": "empty", "detail": "0 bytes", "origin": item["origin"]}
+        data = _read_member(path, item["origin"])
+        if isinstance(data, dict):
+            return data
         try:
             clip = open_clip(data)
             if clip.has_video:
@@ -214,12 +220,9 @@ def probe(item: dict) -> dict:
 def probe_image(item: dict) -> dict:
     """Decode one image (its bytes are stored as they are); a corrupt one is a skip."""
     ext, path = next(iter(item["media"].items()))
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return {"skip": "unreadable", "detail": str(exc), "origin": item["origin"]}
-    if not data:
-        return {"skip": "empty", "detail": "0 bytes", "origin": item["origin"]}
+    data = _read_member(path, item["origin"])
+    if isinstance(data, dict):
+        return data
     try:
         height, width = decode_image(data).shape[:2]
     except Exception as exc:  # noqa: BLE001 - any decoder failure means undecodable
