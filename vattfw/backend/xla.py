@@ -125,8 +125,18 @@ class XlaBackend:
         xm.add_step_closure(fn, args=args)
 
     def sync(self) -> None:
+        """Run what is pending, leaving the device RNG where it was.
+
+        torch_xla moves the device seed on every sync, random ops or not, so a host-side
+        sync (checkpoint, health check, evaluation, the end of the loop) would shift every
+        later dropout / DropToken mask: a run that checkpointed or was stopped would then
+        train on other random draws than one that did not, and resume would not be exact.
+        Only the compiled step (whose own sync is inside ``torch_xla.compile``) advances it."""
         import torch_xla
+        import torch_xla.core.xla_model as xm
+        state = xm.get_rng_state(device=self.device)
         torch_xla.sync()
+        xm.set_rng_state(state, device=self.device)
 
     def autocast(self, precision: str):
         if precision == "bf16":

@@ -117,7 +117,8 @@ def run_dir_of(spec: Any) -> Path:
 
 def measure_peak_flops(seconds: float = 0.6) -> float:
     """fp32 matmul FLOP/s of this host's CPU (best of a few 1024^3 products)."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    g = torch.Generator().manual_seed(0)  # not the global RNG: the run's random stream is not ours to move
+    a, b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
     a @ b
     best, start = 0.0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -209,7 +210,7 @@ class Trainer:
         if not dry_run:  # (a dry run compiles the step only, so its memory analysis is the step's)
             self.backend.sync()  # materialise whatever building and sharding left pending
         self.compiles_at_start = self.backend.compile_count()
-        # After that sync: each sync advances the device RNG, so restore it last.
+        # Last: nothing after this point may draw from the device RNG before the first step.
         self.backend.seed(spec.run.seed)
         if self.meta:
             _restore_rng(self.meta["rng"], self.backend)
@@ -424,7 +425,11 @@ class Trainer:
         self.backend.sync()
         self._check_health()
         start = time.perf_counter()
-        results = run_evaluators(self.model, self.spec, self.host)
+        rng = _rng_state(self.backend)  # training draws the same masks whether it evaluated or not
+        try:
+            results = run_evaluators(self.model, self.spec, self.host)
+        finally:
+            _restore_rng(rng, self.backend)
         self.eval_results = {f"eval/{k}": float(v) for k, v in results.items()}
         self.eval_results["eval/seconds"] = time.perf_counter() - start
         self.trackers.hook.vattfw_eval_end(step=self.step, results=self.eval_results)
