@@ -13,11 +13,11 @@ from the host-side closure of a chosen step (closures run at the next step bound
 the process stops one step later, the same step every time)."""
 import json
 import os
-import subprocess
 
 import pytest
 import torch
 
+from fixtures.clips import write_clip_shards
 from fixtures.processes import run_python
 
 pytestmark = [pytest.mark.xla, pytest.mark.slow]
@@ -72,32 +72,10 @@ print("RESULT" + json.dumps({{"status": r.status, "step": r.step, "checkpoint": 
 sys.exit(r.exit_code)
 """
 
-COLOURS = [(0xD02020, 300), (0x20C040, 500), (0x3030E0, 700)]
-
-
-def _clip(path, rgb, freq):
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=32x32:rate=4:duration=2",
-                    "-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate=8000:duration=2", "-c:a", "aac",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-threads", "1",
-                    "-vf", f"drawbox=c=0x{rgb:06X}:t=4", "-fflags", "+bitexact", "-shortest", str(path)],
-                   check=True)
-    return path.read_bytes()
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from vattfw.data.shards import ShardWriter
-    root = tmp_path_factory.mktemp("resumedata")
-    (root / "vocab.txt").write_text("a\nred\ngreen\nblue\nclip\nsquare\n")
-    writer = ShardWriter(root / "train", max_count=3)
-    for k, (rgb, freq) in enumerate(COLOURS):
-        for j in range(2):
-            meta = {"label": k, "captions": [f"a {['red', 'green', 'blue'][k]} clip", "a square"],
-                    "duration": 2.0, "modalities": ["video", "audio", "text"]}
-            data = _clip(root / f"c{k}{j}.mp4", rgb + 0x101010 * j, freq + 40 * j)
-            writer.add(f"c{k}{j}", {"mp4": data, "json": json.dumps(meta).encode()}, meta)
-    writer.close()
-    return root
+    # a moving pattern, so that augmentation (crops, flips) draws matter
+    return write_clip_shards(tmp_path_factory.mktemp("resumedata"), moving=True, extra_captions=("a square",))
 
 
 def _phase(folder, root, name, every, signal_at=0, signum=0):

@@ -1,12 +1,10 @@
 """A toy data set (ffmpeg-made colour clips with a tone and a caption, class = colour) and a
 tiny VATT spec that trains on it for a few steps and probes it, for the sweep tests."""
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-COLOURS = [("red", 0xD02020, 300), ("green", 0x20C040, 500), ("blue", 0x3030E0, 700)]
+from fixtures.clips import write_clip_shards
 
 TINY_SPEC = """
 run: {{name: toy, seed: 0, compile: fast}}
@@ -43,28 +41,9 @@ eval:
 """
 
 
-def _clip(path: Path, rgb: int, freq: int) -> bytes:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c=0x{rgb:06X}:size=32x32:rate=4:duration=2",
-                    "-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate=8000:duration=2", "-c:a", "aac",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-threads", "1",
-                    "-fflags", "+bitexact", "-shortest", str(path)], check=True)
-    return path.read_bytes()
-
-
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory) -> Path:
-    from vattfw.data.shards import ShardWriter
-    root = tmp_path_factory.mktemp("sweepdata")
-    (root / "vocab.txt").write_text("a\nred\ngreen\nblue\nclip\n")
-    writer = ShardWriter(root / "train", max_count=3)
-    for k, (name, rgb, freq) in enumerate(COLOURS):
-        for j in range(2):
-            meta = {"label": k, "captions": [f"a {name} clip"], "duration": 2.0,
-                    "modalities": ["video", "audio", "text"]}
-            data = _clip(root / f"c{k}{j}.mp4", rgb + 0x101010 * j, freq + 40 * j)
-            writer.add(f"c{k}{j}", {"mp4": data, "json": json.dumps(meta).encode()}, meta)
-    writer.close()
-    return root
+    return write_clip_shards(tmp_path_factory.mktemp("sweepdata"))
 
 
 @pytest.fixture
