@@ -8,7 +8,8 @@ run at once, shardings -> no-ops on one device).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Protocol
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import torch
 
@@ -26,8 +27,10 @@ class Backend(Protocol):
     def shard(self, tensor: torch.Tensor, spec: tuple) -> None:
         """Annotate ``tensor`` with a partition spec over the mesh axes (names, tuples of names or None)."""
     def sharding_of(self, tensor: torch.Tensor) -> str: ...
-    def device_loader(self, batches: Iterable[dict], specs: dict[str, tuple] | None) -> Iterable[dict]:
-        """Move CPU batch dicts to the device, each field sharded by its partition spec."""
+    def device_loader(self, batches: Iterable[dict],
+                      specs: dict[str, tuple] | None) -> AbstractContextManager[Iterator[dict]]:
+        """A context giving an iterator of the batches moved to the device, each field sharded
+        by its partition spec; leaving it stops any background transfer."""
     def compile(self, fn: Callable) -> Callable:
         """Compile ``fn`` as one graph per distinct input shape set; calling it runs one step."""
     def after_step(self, fn: Callable, args: tuple = ()) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
@@ -67,17 +67,25 @@ class XlaBackend:
         import torch_xla
         return torch_xla._XLAC._get_xla_sharding_spec(tensor) or "replicated"
 
+    @contextlib.contextmanager
     def device_loader(self, batches: Iterable[dict], specs: dict[str, tuple] | None,
-                      prefetch: int = 2) -> Iterable[dict]:
+                      prefetch: int = 2) -> Iterator[Iterator[dict]]:
         import torch_xla.distributed.parallel_loader as pl
         sharding = None
         if self._spmd and specs is not None:
             import torch_xla.distributed.spmd as xs
             sharding = {k: xs.ShardingSpec(self._mesh, s) for k, s in specs.items()}
         # Small prefetch: the loader's iterator runs ahead by at most this many batches,
-        # which bounds the data states the engine keeps for exact resume.
-        return pl.MpDeviceLoader(batches, self.device, input_sharding=sharding,
-                                 loader_prefetch_size=prefetch, device_prefetch_size=1)
+        # which bounds the data states the engine keeps for exact resume.  ParallelLoader is
+        # what MpDeviceLoader wraps, used directly for its close(): its upload threads run
+        # ahead of the step, and a process that exits while one is inside the runtime aborts
+        # ("terminate called without an active exception", about one exit in three).
+        loader = pl.ParallelLoader(batches, [self.device], input_sharding=sharding,
+                                   loader_prefetch_size=prefetch, device_prefetch_size=1)
+        try:
+            yield loader.per_device_loader(self.device)
+        finally:
+            loader.close()
 
     def to_device(self, tensor: torch.Tensor, spec: tuple | None = None) -> torch.Tensor:
         out = tensor.to(self.device)

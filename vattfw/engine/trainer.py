@@ -348,12 +348,12 @@ class Trainer:
         spec = self.spec
         total_steps, acc = spec.train.steps, spec.train.grad_accumulation
         compiled = self.backend.compile(self._train_step)
-        device_iter = iter(self.backend.device_loader(self.tracked, self.specs if self.backend.spmd else None))
+        device_batches = self.backend.device_loader(self.tracked, self.specs if self.backend.spmd else None)
         self.flops_per_step = None
         progress = self._progress()
         self._log_times.append((self.step, time.perf_counter(), self.backend.compile_count()))
         self._timed_steps, self._timed_s = 0, 0.0
-        with progress:
+        with device_batches as device_iter, progress:
             while self.step < total_steps and not self.stop_signal:
                 batches = [next(device_iter) for _ in range(acc)]
                 lr = max(self.schedule(self.step), LR_FLOOR)
