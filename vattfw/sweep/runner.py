@@ -181,11 +181,12 @@ class Sweep:
                 if self.stop_signal:
                     break
                 done = self.state["points"].get(point.name, {})
-                again = done.get("status") == "finished" and done.get("eval_digest") != point.eval_digest
-                if done.get("status") == "finished" and not again:
+                if done.get("status") == "finished" and done.get("eval_digest") == point.eval_digest:
                     self.console.print(f"point {point.name}: finished earlier, skipped")
                     continue
-                if not self._run_point(client, exp_id, parent, point, done if again else None):
+                # trained already (finished, or its re-evaluation was interrupted): evaluate only
+                trained = "checkpoint" in done and done.get("digest") == point.digest
+                if not self._run_point(client, exp_id, parent, point, done if trained else None):
                     failed.append(point.name)
         rows = self.table()
         self._publish(client, parent, rows)
@@ -210,7 +211,7 @@ class Sweep:
         return got["checkpoint"]
 
     def _run_point(self, client, exp_id: str, parent: str, point: PointPlan, earlier: dict | None = None) -> bool:
-        """Train (or resume) and evaluate the point; with ``earlier`` (its finished entry, whose
+        """Train (or resume) and evaluate the point; with ``earlier`` (its entry once trained, whose
         evaluators have changed since) only evaluate its final checkpoint again."""
         run_dir = self.out / point.name
         child = self._child(client, exp_id, parent, point)
@@ -218,7 +219,8 @@ class Sweep:
         kept = {k: v for k, v in (earlier or {}).get("results", {}).items() if k.startswith("train/")}
         if earlier:
             client.update_run(child, status="RUNNING")
-            entry.update(checkpoint=earlier["checkpoint"], results=kept)  # an interrupted re-evaluation keeps them
+            # so that an interrupted re-evaluation is resumed as one
+            entry.update(checkpoint=earlier["checkpoint"], results=kept, seconds=earlier.get("seconds", 0.0))
         self.state["points"][point.name] = entry
         self._save_state()
         start = time.perf_counter()
