@@ -96,7 +96,7 @@ def tracking_uri(given: str | None) -> str:
     uri = given or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    folder = Path("bench-runs").resolve()
+    folder = Path("bench").resolve()
     folder.mkdir(exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}"
 
