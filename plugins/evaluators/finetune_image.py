@@ -100,7 +100,7 @@ def list_images(src: str, where: str) -> tuple[list[str], list[int], list[str]]:
 
 def decode(data: bytes, name: str):
     """uint8 [H, W, 3]: the data layer's image decoder, so files and shards give the same pixels."""
-    from vattfw.data.builder import decode_image
+    from vattfw.data.images import decode_image
     try:
         return decode_image(data)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user problem
@@ -140,7 +140,7 @@ class _Shards:
 
     def read(self, i: int):
         from vattfw.data import tarindex, urls
-        from vattfw.data.builder import image_member
+        from vattfw.data.images import image_member
         url, ref = self.refs[i]
         members = tarindex.members(ref, urls.read_range(url, ref.start, ref.end))
         ext = image_member(members)
@@ -155,7 +155,7 @@ class _Shards:
 def open_split(src, field: str, where: str, host=None):
     """The reader of the split in ``field``: a folder/manifest of image files, or image shards."""
     import vattfw
-    from vattfw.data.builder import built_pattern
+    from vattfw.data.shards import built_pattern
     from vattfw.data.loader import Source
     if not isinstance(src, str):
         need_sources(src, field, where)
@@ -273,7 +273,7 @@ class FinetuneImage:
 
     def run(self, model, spec, host=None) -> dict[str, float]:
         import torch
-        from vattfw.eval.metrics import topk_accuracy
+        from vattfw.eval import topk_accuracy
         from vattfw.objective import label_smoothing
         from ._finetune import build_finetune_model, train
         cfg, where = self.config, f"evaluator {self.prefix}"

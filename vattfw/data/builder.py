@@ -32,44 +32,10 @@ from typing import Any
 
 from ..errors import Problem, UserError
 from .decode import AUDIO_EXTS, VIDEO_EXTS, DecodeError, open_clip
+from .images import IMAGE_EXTS, decode_image, image_member
 from .shards import ShardWriter, sample_json
 
 MEDIA_EXTS = VIDEO_EXTS + AUDIO_EXTS
-IMAGE_EXTS = ("jpg", "jpeg", "png", "bmp", "webp")
-
-
-def decode_image(data: bytes):
-    """uint8 [H, W, 3] of an encoded image (its first frame), with PyAV: the one decoder of
-    image shards and image folders, so both give the same pixels."""
-    import io
-
-    import av
-    import torch
-    with av.open(io.BytesIO(data)) as container:
-        frame = next(container.decode(video=0))
-        return torch.from_numpy(frame.to_ndarray(format="rgb24"))
-
-
-def image_member(members) -> str | None:
-    """The extension of a sample's image member, if it has one."""
-    return next((ext for ext in members if ext in IMAGE_EXTS), None)
-
-
-def built_pattern(folder: str) -> str | None:
-    """``folder/shard-{000000..N}.tar`` when ``folder`` is a local output of :func:`build`
-    (it has ``index.json``), else None: lets commands take the folder itself."""
-    index = Path(folder, "index.json")
-    if not index.is_file():
-        return None
-    try:
-        pattern = json.loads(index.read_text()).get("urls")
-    except ValueError:
-        raise UserError(Problem(f"{index}: not JSON; rebuild with vattfw data build")) from None
-    if not pattern:
-        raise UserError(Problem(f"{index}: the data set has no shards (0 samples built; see report.json)"))
-    return str(Path(folder, pattern))
-
-
 def _key(rel: str) -> str:
     # webdataset splits a key from its extension at the first dot of the file name.
     return re.sub(r"[.\s]", "_", rel)

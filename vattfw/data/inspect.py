@@ -5,9 +5,10 @@ import json
 import time
 
 from . import tarindex, urls
-from .builder import built_pattern, decode_image, image_member
+from .images import decode_image, image_member
 from .loader import Source, resolve
 from .pipeline import Sampler, Skip
+from .shards import built_pattern
 
 
 def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str = "pyav") -> dict:

@@ -6,6 +6,7 @@ import json
 import tarfile
 from pathlib import Path
 
+from ..errors import Problem, UserError
 from . import tarindex
 
 SHARD_PATTERN = "shard-{:06d}.tar"
@@ -87,3 +88,18 @@ class ShardWriter:
 def sample_json(captions: list[str], **meta) -> bytes:
     """The ``.json`` member: captions plus metadata, with sorted keys (deterministic)."""
     return json.dumps({"captions": list(captions), **meta}, sort_keys=True, ensure_ascii=False).encode()
+
+
+def built_pattern(folder: str) -> str | None:
+    """``folder/shard-{000000..N}.tar`` when ``folder`` is a local output of `vattfw data build`
+    (it has ``index.json``), else None: lets commands take the folder itself."""
+    index = Path(folder, INDEX_FILE)
+    if not index.is_file():
+        return None
+    try:
+        pattern = json.loads(index.read_text()).get("urls")
+    except ValueError:
+        raise UserError(Problem(f"{index}: not JSON; rebuild with vattfw data build")) from None
+    if not pattern:
+        raise UserError(Problem(f"{index}: the data set has no shards (0 samples built; see report.json)"))
+    return str(Path(folder, pattern))
