@@ -1,6 +1,7 @@
 """The training objective: loss terms from the spec, plus the fine-tuning label helpers.
 
-``build_objective(spec.losses)`` -> ``objective(outputs, batch) -> (total, terms)``, where
+``build_objective(spec.losses)`` -> :class:`Objective`, an ``nn.Module`` (loss plugins may own
+parameters) called as ``objective(outputs, batch) -> (total, terms)``, where
 ``x``/``y`` name a model output or, failing that, a batch field (``label``); ``mask`` a
 batch field.  ``terms`` maps each term name (``nce_va``, ``mil_nce_vt``) to its unweighted value, for
 logging.  ``total`` is Σ wᵢ·Lᵢ (the paper, ``combine: sum``) or Σ wᵢ·Lᵢ / Σ wᵢ (the
@@ -17,29 +18,51 @@ from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .errors import Problem, UserError
 from .spec.objective import LossesSection
 
 
-def build_objective(losses: LossesSection, host: Any = None) -> Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """Build every loss term of ``losses`` and return the combined objective."""
-    from . import build
-    built = {name: build("loss", term.loss, host) for name, term in losses.terms.items()}
-    weights = {name: term.weight for name, term in losses.terms.items()}
-    scale = 1.0 if losses.combine == "sum" else 1.0 / sum(weights.values())
+class Objective(nn.Module):
+    """The combined loss as a module: ``objective(outputs, batch) -> (total, terms)``.
 
-    def objective(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]):
+    Loss plugins that are ``nn.Module``s are registered under ``terms.<term name>``, so a
+    loss that owns parameters (a learnable temperature) or buffers is part of what the
+    engine trains: moved to the device, replicated over the mesh, optimised, checkpointed
+    (as ``losses`` in the checkpoint) and counted by ``vattfw summary``.  Plain callables
+    are kept as they are (they own nothing)."""
+
+    def __init__(self, losses: LossesSection, built: Mapping[str, Callable]):
+        super().__init__()
+        self.spec = losses
+        self.terms = nn.ModuleDict({n: f for n, f in built.items() if isinstance(f, nn.Module)})
+        self._plain = {n: f for n, f in built.items() if not isinstance(f, nn.Module)}
+        self.weights = {name: term.weight for name, term in losses.terms.items()}
+        self.scale = 1.0 if losses.combine == "sum" else 1.0 / sum(self.weights.values())
+
+    def loss_fn(self, name: str) -> Callable:
+        return self.terms[name] if name in self.terms else self._plain[name]
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]):
         terms = {}
-        for name, term in losses.terms.items():
+        for name, term in self.spec.terms.items():
             x = _field(outputs, batch, term.x, name, "x")
             y = _field(outputs, batch, term.y, name, "y")  # e.g. 'label' for fine-tuning
             mask = _field({}, batch, term.mask, name, "mask") if term.mask else None
-            terms[name] = built[name](x, y, mask)
-        total = sum(weights[n] * value for n, value in terms.items()) * scale
+            terms[name] = self.loss_fn(name)(x, y, mask)
+        total = sum(self.weights[n] * value for n, value in terms.items()) * self.scale
         return total, terms
 
-    return objective
+
+def build_objective(losses: LossesSection, host: Any = None) -> Objective:
+    """Build every loss term of ``losses`` and return the combined objective."""
+    from . import build
+    for name in losses.terms:
+        if "." in name or not name:  # a module name: ModuleDict (and checkpoint keys) split on dots
+            raise UserError(Problem(f"loss term name {name!r}: use a name without '.', e.g. "
+                                    f"{name.replace('.', '_') or 'nce_va'!r}", f"losses.terms.{name}"))
+    return Objective(losses, {name: build("loss", term.loss, host) for name, term in losses.terms.items()})
 
 
 def _field(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor], key: str, term: str,

@@ -1,4 +1,5 @@
-"""Built-in loss components."""
+"""Built-in loss components (the contract: :class:`vattfw.hookspec.Loss`).  nce and mil_nce own
+one parameter when ``learnable_temperature`` is on (log(1/tau)), none otherwise."""
 from vattfw import Component, hookimpl
 
 from . import balanced_bce, cross_entropy, mil_nce, nce

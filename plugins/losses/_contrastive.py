@@ -4,6 +4,8 @@ Imported lazily by the ``nce`` / ``mil_nce`` builders: it needs torch.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +19,7 @@ MASKED = 1e9
 
 
 def asymmetric_nce(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
-                   temperature: float) -> torch.Tensor:
+                   temperature: float | torch.Tensor) -> torch.Tensor:
     """x [B, D] anchors, y [B, L, D] candidates (L per clip), mask [B] (1 = clip has y).
 
     Row b has ONE softmax over 2·B·L entries: x_b against every valid candidate of every
@@ -25,6 +27,7 @@ def asymmetric_nce(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
     of clip b, which appear in both halves) are combined by logsumexp.  The result is the
     mean over valid rows.  B is whatever batch the tensors hold: under SPMD that is the
     global batch, so every device's clips are negatives without any collective here.
+    ``temperature`` is a float or a 0-d tensor (a learnable one carries its gradient).
     """
     dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 logits would lose the ranking
     b, n, d = y.shape
@@ -64,15 +67,30 @@ def check_shapes(plugin: str, x: torch.Tensor, y: torch.Tensor, mask: torch.Tens
 
 
 class NCELoss(nn.Module):
-    """``loss(x, y, mask=None)`` -> scalar; y is [B, D] (nce) or [B, L, D] (mil_nce)."""
+    """``loss(x, y, mask=None)`` -> scalar; y is [B, D] (nce) or [B, L, D] (mil_nce).
 
-    def __init__(self, plugin: str, temperature: float, multiple: bool):
+    With ``learnable`` the temperature is a parameter, stored as ``log_scale`` = log(1/tau)
+    (CLIP's parameterisation: updates are relative, tau stays positive) and starting at
+    ``temperature``; the scale is clamped at 1/``min_temperature`` (CLIP: 100) so the
+    logits cannot blow up.  Otherwise tau is the fixed float of the paper."""
+
+    def __init__(self, plugin: str, temperature: float, multiple: bool, learnable: bool = False,
+                 min_temperature: float = 0.01):
         super().__init__()
         self.plugin, self.temperature, self.multiple = plugin, temperature, multiple
+        self.min_temperature = min_temperature
+        if learnable:
+            self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+
+    def current_temperature(self) -> float | torch.Tensor:
+        if not hasattr(self, "log_scale"):
+            return self.temperature
+        return 1.0 / self.log_scale.clamp(max=math.log(1.0 / self.min_temperature)).exp()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         check_shapes(self.plugin, x, y, mask, "[B, L, D]" if self.multiple else "[B, D]")
-        return asymmetric_nce(x, y if self.multiple else y.unsqueeze(1), mask, self.temperature)
+        return asymmetric_nce(x, y if self.multiple else y.unsqueeze(1), mask, self.current_temperature())
 
     def extra_repr(self) -> str:
-        return f"{self.plugin}, temperature={self.temperature}"
+        kind = f"learnable from {self.temperature}" if hasattr(self, "log_scale") else str(self.temperature)
+        return f"{self.plugin}, temperature={kind}"

@@ -223,3 +223,49 @@ def test_objective_from_a_spec_file(tmp_path):
     va = reference_nce(outputs["video_va"].tolist(), outputs["audio_va"][:, None].tolist(), None, 0.2)
     assert parts["nce_va"].item() == pytest.approx(va, rel=1e-10)
     assert total.item() == pytest.approx((2 * va + parts["mil_nce_vt"].item()) / 3, rel=1e-12)
+
+
+# -- learnable temperature ----------------------------------------------------------
+@pytest.mark.parametrize("form,l", [("nce", 1), ("mil_nce", 3)])
+def test_learnable_temperature_starts_at_its_value_and_its_gradient_matches_finite_differences(form, l):
+    x, y = make_case(6, l, 5, seed=11)
+    mask = [1, 0, 1, 1, 1, 0]
+    m = torch.tensor(mask, dtype=torch.float64)
+    loss = vattfw.build("loss", {"name": form, "temperature": 0.3, "learnable_temperature": True})
+    params = dict(loss.named_parameters())
+    assert list(params) == ["log_scale"] and params["log_scale"].item() == pytest.approx(math.log(1 / 0.3))
+    value = loss(x, y[:, 0] if form == "nce" else y, m)
+    assert value.item() == pytest.approx(reference_nce(x.tolist(), y.tolist(), mask, 0.3), rel=1e-6)
+    value.backward()
+    s, h = math.log(1 / 0.3), 1e-4  # tau = exp(-s)
+    numeric = (reference_nce(x.tolist(), y.tolist(), mask, math.exp(-(s + h)))
+               - reference_nce(x.tolist(), y.tolist(), mask, math.exp(-(s - h)))) / (2 * h)
+    assert params["log_scale"].grad.item() == pytest.approx(numeric, rel=1e-3)
+
+
+def test_learnable_temperature_is_clamped_at_min_temperature():
+    x, y = make_case(4, 1, 5, seed=12)
+    loss = vattfw.build("loss", {"name": "nce", "learnable_temperature": True, "min_temperature": 0.02})
+    with torch.no_grad():
+        loss.log_scale.fill_(math.log(1 / 0.001))  # trained past the floor
+    value = loss(x, y[:, 0])
+    value.backward()
+    assert value.item() == pytest.approx(reference_nce(x.tolist(), y.tolist(), None, 0.02), rel=1e-6)
+    assert loss.log_scale.grad.item() == 0.0  # as CLIP's clamp: no push further
+
+
+def test_fixed_temperature_owns_no_parameters_and_objective_registers_learnable_ones():
+    assert not list(vattfw.build("loss", {"name": "mil_nce"}).parameters())
+    terms = {"va": {"loss": {"name": "nce", "learnable_temperature": True}, "x": "a", "y": "b"},
+             "vt": {"loss": {"name": "mil_nce"}, "x": "a", "y": "c"}}
+    objective = build_objective(LossesSection(terms=terms))
+    assert [n for n, _ in objective.named_parameters()] == ["terms.va.log_scale"]
+
+
+def test_learnable_temperature_below_its_floor_is_a_spec_error(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("losses: {terms: {va: {loss: {name: nce, temperature: 0.005, learnable_temperature: true}, "
+                    "x: video_va, y: audio_va}}}\n")
+    with pytest.raises(vattfw.UserError) as err:
+        vattfw.load_spec(path)
+    assert "min_temperature" in str(err.value) and "losses.terms.va.loss" in str(err.value)
