@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer,
 
 class Section(BaseModel):
     """Base of every spec section and plugin Config: unknown keys are errors,
-    assignments are validated, YAML ints are accepted where a string is expected."""
+    assignments are validated, YAML ints are accepted where a string is expected, and
+    floats must be finite (YAML reads ``.inf`` and ``.nan`` as numbers; no field means them)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True,
-                              coerce_numbers_to_str=True, protected_namespaces=())
+                              coerce_numbers_to_str=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 # Plugin Configs derive from this too; the alias reads better in plugin code.

@@ -8,7 +8,7 @@ field's description says so.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -76,7 +76,9 @@ class DataSection(Section):
         default_factory=list, description="Datasource plugins, mixed per batch by their weights.")
     eval_sources: list[plugin("datasource")] = Field(  # type: ignore[valid-type]
         default_factory=list, description="Datasources read by build_loader(split='eval').")
-    num_workers: int = Field(2, ge=0, description="Loader worker processes per host.")
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="Loader worker processes per host: auto = one per CPU core the process may use; "
+                            "0 = decode in the device loader's thread.")
     prefetch: int = Field(2, ge=1, description="Batches each worker prepares ahead.")
     decoder: Literal["pyav", "torchcodec"] = Field("pyav", description="Video/audio decoder (PyAV measured faster).")
     shuffle: bool = Field(True, description="Shuffle shards and samples per epoch (training split).")
@@ -90,4 +92,15 @@ class DataSection(Section):
     io_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles on each retry.")
     max_bad_in_a_row: int = Field(32, ge=1, description="Replacement tries for one batch slot before the loader "
                                                         "stops with an error (every sample bad).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_given(cls, data):
+        # Left out, sources default to none (a spec only evaluated, a test's own loader); written
+        # out as an empty list it is a spec that cannot train, which is better said now than at step 0.
+        if isinstance(data, dict) and data.get("sources") == []:
+            raise ValueError("sources: an empty list; at least one datasource is needed, e.g. "
+                             "[{name: webdataset, urls: 'shards/shard-{000000..000009}.tar'}] "
+                             "(leave the key out for a spec used only for evaluation)")
+        return data
 

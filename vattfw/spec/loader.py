@@ -25,19 +25,118 @@ Origins = dict[Path_, tuple[str, int | None]]
 
 
 # -- reading -----------------------------------------------------------------
+# A spec is a few KiB written by hand.  These caps make a hostile file (an alias bomb, a
+# 5,000-deep nesting, a multi-MB file) fail in well under a second, in bounded memory.
+MAX_BYTES = 128 * 1024  # the largest shipped spec is ~9 KiB; PyYAML parses ~300 KiB/s
+MAX_DEPTH = 64  # nesting levels (PyYAML's composer recurses once per level)
+MAX_NODES = 100_000  # values after expanding every alias: what later passes walk
+
+
+class SpecLoader(yaml.SafeLoader):
+    """SafeLoader with limits: nesting depth, size after alias expansion (alias bombs),
+    recursive aliases, and duplicate keys (an error, not a silent last-one-wins)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values under it, aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._sizes:  # still being composed
+                raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to a value that "
+                                                  f"contains it (a recursive alias)", event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels",
+                                              event.start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = size = self._size(node)
+        if size > MAX_NODES:
+            raise yaml.composer.ComposerError(None, None, f"expands to more than {MAX_NODES:,} values once its "
+                                              f"aliases are expanded (an alias bomb?)", event.start_mark)
+        return node
+
+    def _size(self, node: Any) -> int:
+        if isinstance(node, yaml.SequenceNode):
+            return 1 + sum(self._sizes[id(v)] for v in node.value)
+        if isinstance(node, yaml.MappingNode):
+            return 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        return 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {seen[key]}); keep one",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> tuple[Any, Any]:
+    """(data, root node) of one YAML document, under :class:`SpecLoader`'s limits."""
+    loader = SpecLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
+def _decode(raw: bytes, file: str) -> str:
+    """The spec's text; a binary, UTF-16 or oversized file is one clear problem."""
+    if len(raw) > MAX_BYTES:
+        raise UserError(Problem(f"the file is {len(raw):,} bytes; a spec is at most {MAX_BYTES // 1024} KiB "
+                                f"of YAML (is this the right file?)", file=file))
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserError(Problem("the file is UTF-16 text; save it as UTF-8", file=file))
+    if b"\0" in raw:
+        at = raw.index(b"\0")
+        raise UserError(Problem(f"NUL byte at offset {at}: a spec is UTF-8 text (a binary file?)", file=file,
+                                line=raw.count(b"\n", 0, at) + 1))
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(Problem(f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8: a spec is "
+                                f"UTF-8 text (a binary file, or another encoding?)", file=file,
+                                line=raw.count(b"\n", 0, exc.start) + 1)) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, file: str, text: str) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    what = getattr(exc, "problem", None) or str(exc)
+    line = mark.line + 1 if mark else None
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character: no mark, a position
+        what = f"unacceptable character #x{exc.character:04x} at offset {exc.position}"
+        line = text.count("\n", 0, exc.position) + 1
+    return Problem("invalid YAML: " + " ".join(str(what).split()), file=file, line=line)
+
+
 def read_yaml(path: Path) -> tuple[Any, Origins]:
     """Parse ``path``; return the data and, for every key, the (file, line) it came from."""
     if not path.is_file():
         raise UserError(Problem(f"spec file not found (looked for {path.resolve()})", file=str(path)))
-    text = path.read_text()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(Problem(f"cannot read the spec: {exc.strerror}", file=str(path))) from None
+    text = _decode(raw, str(path))
+    try:
+        data, node = parse_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        what = getattr(exc, "problem", None) or str(exc)
-        raise UserError(Problem(f"invalid YAML: {what}", file=str(path),
-                                line=mark.line + 1 if mark else None)) from None
+        raise UserError(_yaml_problem(exc, str(path), text)) from None
     origins: Origins = {}
     _collect_lines(node, (), str(path), origins)
     return ({} if data is None else data), origins
@@ -86,22 +185,57 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 
 # -- overrides ---------------------------------------------------------------
-def apply_override(data: dict, text: str, origins: Origins) -> None:
-    """Apply ``a.b.c=VALUE``; VALUE is YAML (numbers, lists ``[1, 2]``, mappings ``{a: 1}``)."""
+def apply_override(data: dict, text: str, origins: Origins, schema: type[BaseModel] | None = None) -> None:
+    """Apply ``a.b.c=VALUE``; VALUE is YAML (numbers, lists ``[1, 2]``, mappings ``{a: 1}``).
+    With ``schema``, the path is checked against it first (a ``--set`` error for a key it lacks)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(Problem(f"--set {text!r}: expected KEY=VALUE, e.g. train.steps=100"))
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw)[0] if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise UserError(Problem(f"--set {text!r}: value is not valid YAML ({exc.__class__.__name__})")) from None
     parts: list[str | int] = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    if any(p == "" for p in parts):
+        raise UserError(Problem("an empty key between dots", key, "--set"))
+    plugins = _check_path(parts, key, schema) if schema is not None else set()
     _seed_defaults(data, parts[:-1])
     node: Any = data
     for i, part in enumerate(parts[:-1]):
-        node = _step_into(node, part, parts[i + 1], key)
+        node = _step_into(node, part, parts[i + 1], key, i + 1 in plugins)
     _assign(node, parts[-1], value, key)
+    for i in range(1, len(parts) + 1):  # a key the override created is located at the command line
+        origins.setdefault(tuple(parts[:i]), ("--set", None))
     origins[tuple(parts)] = ("--set", None)
+
+
+def _check_path(parts: list[str | int], key: str, schema: type[BaseModel]) -> set[int]:
+    """Check ``parts`` against the schema as far as it is fixed (sections, not plugins' own
+    fields): an unknown key, or a key inside a plain value, is a ``--set`` error.  Returns the
+    prefix lengths that name a plugin section (where ``name`` shorthand may be expanded)."""
+    cls: Any = schema
+    plugins = set()
+    for i, part in enumerate(parts):
+        at = ".".join(str(p) for p in parts[:i]) or "the spec"
+        if isinstance(cls, type) and issubclass(cls, PluginSpec):
+            plugins.add(i)
+            return plugins
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            fields = cls.model_fields
+            if part not in fields:
+                close = difflib.get_close_matches(str(part), list(fields), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise UserError(Problem(f"unknown key {part!r} in {at}; {hint}valid keys: {', '.join(fields)}",
+                                        key, "--set"))
+            cls = _unwrap(fields[part].annotation)
+            continue
+        if cls in (int, float, str, bool) or typing.get_origin(cls) is typing.Literal:
+            name = getattr(cls, "__name__", "choice")
+            raise UserError(Problem(f"{at} is a plain value ({name}), it has no key {part!r}", key, "--set"))
+        return plugins  # a dict or list: its keys are checked by validation
+    if isinstance(cls, type) and issubclass(cls, PluginSpec):
+        plugins.add(len(parts))
+    return plugins
 
 
 def _seed_defaults(data: dict, parts: list[str | int]) -> None:
@@ -131,14 +265,19 @@ def _has(container: Any, part: str | int) -> bool:
     return isinstance(part, int) and -len(container) <= part < len(container)
 
 
-def _step_into(node: Any, part: str | int, nxt: str | int, key: str) -> Any:
+def _step_into(node: Any, part: str | int, nxt: str | int, key: str, plugin: bool = False) -> Any:
     if isinstance(node, list):
         if not isinstance(part, int) or not -len(node) <= part < len(node):
             raise UserError(Problem(f"--set {key}: index {part!r} out of range for a list of {len(node)}"))
         return node[part]
     if not isinstance(node, dict):
         raise UserError(Problem(f"--set {key}: {part!r} is inside a {type(node).__name__}, not a mapping"))
-    if not isinstance(node.get(part), (dict, list)):
+    value = node.get(part)
+    if plugin and isinstance(value, str):  # ``optimizer: adam`` shorthand: tune that plugin
+        node[part] = {"name": value}
+    elif value is not None and not isinstance(value, (dict, list)):
+        raise UserError(Problem(f"{part} is {value!r}, a plain value with no keys", key, "--set"))
+    elif value is None:
         node[part] = {}
     return node[part]
 
@@ -276,7 +415,7 @@ def load_spec(path: str | Path, overrides: list[str] = (), host: Any = None) -> 
     host = host or default_host()
     data, origins = load_raw(Path(path))
     for text in overrides:
-        apply_override(data, text, origins)
+        apply_override(data, text, origins, Spec)
     return validate(data, host, origins, str(path))
 
 
