@@ -6,25 +6,24 @@ from torch import nn
 
 import vattfw
 
-from .shared import Config
 from ._encoder import Encoder, EncoderConfig, agg_token, dense, prepend
 
 ENCODER_FIELDS = tuple(EncoderConfig.model_fields)
 
 
 class SharedBackbone(nn.Module):
-    def __init__(self, cfg: Config, encoder: Encoder):
+    def __init__(self, encoder: Encoder, agg: bool, pre_projection: bool, post_dim: int):
         super().__init__()
         self.encoder = encoder
         self.width = encoder.width
-        self.has_agg = cfg.agg_token
-        if cfg.pre_projection:
+        self.has_agg = agg
+        if pre_projection:
             self.pre = dense(self.width, self.width)
-        if cfg.agg_token:
+        if agg:
             self.agg = agg_token(self.width)
-        if cfg.post_dim:
-            self.post = dense(self.width, cfg.post_dim)
-        self.dim = cfg.post_dim or self.width
+        if post_dim:
+            self.post = dense(self.width, post_dim)
+        self.dim = post_dim or self.width
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         if hasattr(self, "pre"):
@@ -40,7 +39,9 @@ class SharedBackbone(nn.Module):
 
 
 
-def make(config: Config, shared: dict, modality: str) -> SharedBackbone:
+def make(config: EncoderConfig, shared: dict, modality: str, agg: bool, pre_projection: bool,
+         post_dim: int) -> SharedBackbone:
+    """The backbone of one modality around the encoder in ``shared`` (made by the first call)."""
     settings = {k: getattr(config, k) for k in ENCODER_FIELDS}
     if "encoder" not in shared:
         shared["encoder"], shared["settings"], shared["first"] = Encoder(config), settings, modality
@@ -48,4 +49,4 @@ def make(config: Config, shared: dict, modality: str) -> SharedBackbone:
         raise vattfw.UserError(vattfw.Problem(
             f"backbone 'shared' for {modality}: encoder settings {settings} differ from those of "
             f"{shared['first']} ({shared['settings']}); one shared encoder needs one setting"))
-    return SharedBackbone(config, shared["encoder"])
+    return SharedBackbone(shared["encoder"], agg, pre_projection, post_dim)

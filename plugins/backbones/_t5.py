@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from .t5 import Config
+from ._config import EncoderConfig
 from ._encoder import MLP, Attention, agg_token, prepend
 
 
@@ -31,11 +31,11 @@ def relative_bucket(query_minus_key: torch.Tensor, buckets: int, max_distance: i
 
 
 class T5Block(nn.Module):
-    def __init__(self, width: int, mlp_dim: int, heads: int, cfg: Config):
+    def __init__(self, width: int, mlp_dim: int, heads: int, cfg: EncoderConfig, ffn_norm: str):
         super().__init__()
         self.ln1 = RMSNorm(width, cfg.eps)
         self.attn = Attention(width, heads, cfg.attention_dropout, bias=False, scaled=False)
-        self.ln2 = RMSNorm(width, cfg.eps) if cfg.ffn_norm == "rms" else nn.LayerNorm(width, eps=cfg.eps)
+        self.ln2 = RMSNorm(width, cfg.eps) if ffn_norm == "rms" else nn.LayerNorm(width, eps=cfg.eps)
         self.mlp = MLP(width, mlp_dim, cfg.dropout, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -45,22 +45,23 @@ class T5Block(nn.Module):
 
 
 class T5Backbone(nn.Module):
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: EncoderConfig, buckets: int, max_distance: int, ffn_norm: str, agg: bool):
         super().__init__()
         depth, self.width, mlp_dim, heads = cfg.shape()
-        self.dim, self.cfg, self.has_agg = self.width, cfg, cfg.agg_token
-        self.relative = nn.Embedding(cfg.buckets, heads)
+        self.dim, self.has_agg = self.width, agg
+        self.buckets, self.max_distance = buckets, max_distance
+        self.relative = nn.Embedding(buckets, heads)
         nn.init.uniform_(self.relative.weight, -0.05, 0.05)
         self.input_drop = nn.Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(T5Block(self.width, mlp_dim, heads, cfg) for _ in range(depth))
+        self.layers = nn.ModuleList(T5Block(self.width, mlp_dim, heads, cfg, ffn_norm) for _ in range(depth))
         self.norm = RMSNorm(self.width, cfg.eps)
         self.drop = nn.Dropout(cfg.dropout)
-        if cfg.agg_token:
+        if agg:
             self.agg = agg_token(self.width)
 
     def position_bias(self, length: int, device) -> torch.Tensor:
         pos = torch.arange(length, device=device)
-        bucket = relative_bucket(pos[:, None] - pos[None, :], self.cfg.buckets, self.cfg.max_distance)
+        bucket = relative_bucket(pos[:, None] - pos[None, :], self.buckets, self.max_distance)
         return self.relative(bucket).permute(2, 0, 1).unsqueeze(0)   # [1, H, T, T]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):

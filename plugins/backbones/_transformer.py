@@ -4,17 +4,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transformer import Config
+from ._config import EncoderConfig
 from ._encoder import Encoder, agg_token, prepend
 
 
 class TransformerBackbone(nn.Module):
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: EncoderConfig, agg: bool):
         super().__init__()
         self.encoder = Encoder(cfg)
         self.width = self.dim = self.encoder.width
-        self.has_agg = cfg.agg_token
-        if cfg.agg_token:
+        self.has_agg = agg
+        if agg:
             self.agg = agg_token(self.width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):

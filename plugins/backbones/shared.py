@@ -24,4 +24,5 @@ class Config(EncoderConfig):
 
 def build(config: Config, shared: dict | None = None, modality: str = "?", **_) -> object:
     from ._shared import make
-    return make(config, {} if shared is None else shared, modality)
+    return make(config, {} if shared is None else shared, modality, config.agg_token, config.pre_projection,
+                config.post_dim)

@@ -29,4 +29,4 @@ class Config(EncoderConfig):
 
 def build(config: Config, **_) -> object:
     from ._t5 import T5Backbone
-    return T5Backbone(config)
+    return T5Backbone(config, config.buckets, config.max_distance, config.ffn_norm, config.agg_token)

@@ -19,4 +19,4 @@ class Config(EncoderConfig):
 
 def build(config: Config, **_) -> object:
     from ._transformer import TransformerBackbone
-    return TransformerBackbone(config)
+    return TransformerBackbone(config, config.agg_token)

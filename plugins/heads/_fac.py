@@ -6,27 +6,26 @@ from torch import nn
 
 import vattfw
 
-from .fac import Config
 from vattfw_plugins.backbones._encoder import dense
 
 
-def bn(width: int, cfg: Config) -> nn.BatchNorm1d:
-    return nn.BatchNorm1d(width, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
 
 
 class FACHead(nn.Module):
-    def __init__(self, cfg: Config, dims: dict[str, int]):
+    def __init__(self, dims: dict[str, int], d_va: int, d_vt: int, bn_eps: float, bn_momentum: float):
         super().__init__()
         missing = [m for m in ("video",) if m not in dims]
         if missing:
             raise vattfw.UserError(vattfw.Problem("head 'fac': needs a video backbone (FAC projects from video)"))
-        self.video_va = nn.Sequential(dense(dims["video"], cfg.d_va, False), bn(cfg.d_va, cfg), nn.ReLU(),
-                                      dense(cfg.d_va, cfg.d_va, False), bn(cfg.d_va, cfg))
-        self.video_vt = nn.Sequential(nn.ReLU(), dense(cfg.d_va, cfg.d_vt, False), bn(cfg.d_vt, cfg))
+        def bn(width: int) -> nn.BatchNorm1d:
+            return nn.BatchNorm1d(width, eps=bn_eps, momentum=bn_momentum)
+        self.video_va = nn.Sequential(dense(dims["video"], d_va, False), bn(d_va), nn.ReLU(),
+                                      dense(d_va, d_va, False), bn(d_va))
+        self.video_vt = nn.Sequential(nn.ReLU(), dense(d_va, d_vt, False), bn(d_vt))
         if "audio" in dims:
-            self.audio_va = dense(dims["audio"], cfg.d_va)
+            self.audio_va = dense(dims["audio"], d_va)
         if "text" in dims:
-            self.text_vt = dense(dims["text"], cfg.d_vt)
+            self.text_vt = dense(dims["text"], d_vt)
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}

@@ -8,24 +8,24 @@ from torch import nn
 
 import vattfw
 
-from .linear import Config
 from vattfw_plugins.backbones._encoder import dense
 
 
 class LinearHead(nn.Module):
-    def __init__(self, cfg: Config, dims: dict[str, int]):
+    def __init__(self, dims: dict[str, int], num_classes: int, modality: str, dropout: float, bias_init: str,
+                 output: str):
         super().__init__()
-        if cfg.modality not in dims:
+        if modality not in dims:
             raise vattfw.UserError(vattfw.Problem(
-                f"head 'linear': modality {cfg.modality!r} has no backbone; configured: {sorted(dims)}"))
-        self.cfg = cfg
-        self.drop = nn.Dropout(cfg.dropout)
-        self.fc = dense(dims[cfg.modality], cfg.num_classes)
-        if cfg.bias_init == "prior":
-            nn.init.constant_(self.fc.bias, -math.log(cfg.num_classes - 1))
+                f"head 'linear': modality {modality!r} has no backbone; configured: {sorted(dims)}"))
+        self.modality, self.output = modality, output
+        self.drop = nn.Dropout(dropout)
+        self.fc = dense(dims[modality], num_classes)
+        if bias_init == "prior":
+            nn.init.constant_(self.fc.bias, -math.log(num_classes - 1))
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        key = f"{self.cfg.modality}_pooled"
-        return {self.cfg.output: self.fc(self.drop(feats[key]))} if key in feats else {}
+        key = f"{self.modality}_pooled"
+        return {self.output: self.fc(self.drop(feats[key]))} if key in feats else {}
 
 

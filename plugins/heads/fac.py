@@ -23,4 +23,4 @@ class Config(vattfw.PluginConfig):
 
 def build(config: Config, dims: dict[str, int], **_) -> object:
     from ._fac import FACHead
-    return FACHead(config, dims)
+    return FACHead(dims, config.d_va, config.d_vt, config.bn_eps, config.bn_momentum)

@@ -22,4 +22,5 @@ class Config(vattfw.PluginConfig):
 
 def build(config: Config, dims: dict[str, int], **_) -> object:
     from ._linear import LinearHead
-    return LinearHead(config, dims)
+    return LinearHead(dims, config.num_classes, config.modality, config.dropout, config.bias_init,
+                      config.output)

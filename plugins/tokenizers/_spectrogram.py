@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from .spectrogram import Config
+from ._configs import DropTokenConfig, PositionConfig
 from ._position import DropToken, GridPositions, bad_shape, prod
 
 # Checkpoints written before the STFT became a matmul hold torchaudio's (persistent) window and
@@ -66,23 +66,24 @@ class LogMel(nn.Module):
 class SpectrogramTokenizer(nn.Module):
     provides_agg = False
 
-    def __init__(self, cfg: Config, dim: int):
+    def __init__(self, dim: int, sample_rate: int, window_ms: float, hop: int, n_mels: int, patch: tuple[int, int],
+                 buckets: tuple[int, int], position: PositionConfig, drop_token: DropTokenConfig):
         super().__init__()
-        self.cfg, self.dim = cfg, dim
-        win = int(round(cfg.sample_rate * cfg.window_ms / 1000))
-        self.mel = LogMel(cfg.sample_rate, win, cfg.hop(), cfg.n_mels)
-        self.proj = nn.Conv2d(1, dim, kernel_size=cfg.patch, stride=cfg.patch)
+        self.dim, self.hop, self.patch = dim, hop, tuple(patch)
+        win = int(round(sample_rate * window_ms / 1000))
+        self.mel = LogMel(sample_rate, win, hop, n_mels)
+        self.proj = nn.Conv2d(1, dim, kernel_size=patch, stride=patch)
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
-        self.pos = GridPositions(cfg.buckets(), dim, cfg.position)
-        self.drop_token = DropToken(cfg.drop_token, prod(cfg.buckets()), "spectrogram")
+        self.pos = GridPositions(buckets, dim, position)
+        self.drop_token = DropToken(drop_token, prod(buckets), "spectrogram")
         self._register_load_state_dict_pre_hook(_drop_legacy_buffers)
 
     def forward(self, audio: torch.Tensor):
         shape = tuple(audio.shape)
         # reflect padding mirrors n_fft // 2 samples, so the clip must be longer than that
-        need = max(self.cfg.hop() * (self.cfg.patch[0] - 1), self.mel.pad)
-        expected = f"[B, S] with S >= {need + 1} samples (one {self.cfg.patch[0]}-frame patch)"
+        need = max(self.hop * (self.patch[0] - 1), self.mel.pad)
+        expected = f"[B, S] with S >= {need + 1} samples (one {self.patch[0]}-frame patch)"
         if audio.dim() != 2:
             raise bad_shape("spectrogram", expected, shape)
         if shape[1] <= need:

@@ -4,29 +4,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-from .voxel import Config
+from ._configs import DropTokenConfig, PositionConfig
 from ._position import DropToken, GridPositions, bad_shape, prod
 
 
 class VoxelTokenizer(nn.Module):
     provides_agg = False
 
-    def __init__(self, cfg: Config, dim: int):
+    def __init__(self, dim: int, patch: tuple[int, int, int], buckets: tuple[int, int, int], channels: int,
+                 remainder: str, position: PositionConfig, drop_token: DropTokenConfig):
         super().__init__()
-        self.cfg, self.dim = cfg, dim
-        self.proj = nn.Conv3d(cfg.channels, dim, kernel_size=cfg.patch, stride=cfg.patch)
+        self.dim, self.patch, self.channels, self.remainder = dim, tuple(patch), channels, remainder
+        self.proj = nn.Conv3d(channels, dim, kernel_size=patch, stride=patch)
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
-        self.pos = GridPositions(cfg.buckets, dim, cfg.position)
-        self.drop_token = DropToken(cfg.drop_token, prod(cfg.buckets), "voxel")
+        self.pos = GridPositions(buckets, dim, position)
+        self.drop_token = DropToken(drop_token, prod(buckets), "voxel")
 
     def grid(self, shape) -> tuple[int, int, int]:
-        t, h, w = self.cfg.patch
-        strict = self.cfg.remainder == "error"
-        expected = (f"[B, T, H, W, {self.cfg.channels}] with T % {t} == H % {h} == W % {w} == 0" if strict else
-                    f"[B, T, H, W, {self.cfg.channels}] with T >= {t}, H >= {h}, W >= {w}")
-        if len(shape) != 5 or shape[-1] != self.cfg.channels:
+        t, h, w = self.patch
+        strict = self.remainder == "error"
+        expected = (f"[B, T, H, W, {self.channels}] with T % {t} == H % {h} == W % {w} == 0" if strict else
+                    f"[B, T, H, W, {self.channels}] with T >= {t}, H >= {h}, W >= {w}")
+        if len(shape) != 5 or shape[-1] != self.channels:
             raise bad_shape("voxel", expected, shape)
         if strict and (shape[1] % t or shape[2] % h or shape[3] % w):
             raise bad_shape("voxel", expected, shape, f"frames not divisible by the patch {t}x{h}x{w}; "

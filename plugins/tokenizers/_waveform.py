@@ -4,28 +4,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-from .waveform import Config
+from ._configs import DropTokenConfig, PositionConfig
 from ._position import DropToken, GridPositions, bad_shape
 
 
 class WaveformTokenizer(nn.Module):
     provides_agg = False
 
-    def __init__(self, cfg: Config, dim: int):
+    def __init__(self, dim: int, patch: int, samples: int, buckets: int, position: PositionConfig,
+                 drop_token: DropTokenConfig):
         super().__init__()
-        self.cfg, self.dim = cfg, dim
-        self.proj = nn.Conv1d(1, dim, kernel_size=cfg.patch, stride=cfg.patch)
+        self.dim, self.patch, self.samples, self.buckets = dim, patch, samples, buckets
+        self.proj = nn.Conv1d(1, dim, kernel_size=patch, stride=patch)
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
-        self.pos = GridPositions((cfg.n_buckets(),), dim, cfg.position)
-        self.drop_token = DropToken(cfg.drop_token, cfg.n_buckets(), "waveform")
+        self.pos = GridPositions((buckets,), dim, position)
+        self.drop_token = DropToken(drop_token, buckets, "waveform")
 
     def forward(self, audio: torch.Tensor):
-        shape, p = tuple(audio.shape), self.cfg.patch
+        shape, p = tuple(audio.shape), self.patch
         if audio.dim() == 3 and shape[-1] == 1:
             audio = audio[..., 0]
-        expected = f"[B, S] with S a multiple of {p} and at least {p} samples (configured S = {self.cfg.samples})"
+        expected = f"[B, S] with S a multiple of {p} and at least {p} samples (configured S = {self.samples})"
         if audio.dim() != 2:
             raise bad_shape("waveform", expected, shape)
         if audio.shape[1] < p:

@@ -34,4 +34,5 @@ class Config(vattfw.PluginConfig):
 
 def build(config: Config, dim: int, **_) -> object:
     from ._voxel import VoxelTokenizer
-    return VoxelTokenizer(config, dim)
+    return VoxelTokenizer(dim, config.patch, config.buckets, config.channels, config.remainder, config.position,
+                          config.drop_token)

@@ -26,4 +26,4 @@ class Config(vattfw.PluginConfig):
 
 def build(config: Config, dim: int, **_) -> object:
     from ._waveform import WaveformTokenizer
-    return WaveformTokenizer(config, dim)
+    return WaveformTokenizer(dim, config.patch, config.samples, config.n_buckets(), config.position, config.drop_token)

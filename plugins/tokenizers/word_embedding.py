@@ -33,4 +33,5 @@ class Config(vattfw.PluginConfig):
 
 def build(config: Config, dim: int, **_) -> object:
     from ._word_embedding import WordEmbeddingTokenizer
-    return WordEmbeddingTokenizer(config, dim)
+    return WordEmbeddingTokenizer(dim, config.vectors, config.vocab_size, config.dim, config.trainable,
+                                  config.max_words, config.agg_token, config.position, config.position_config)
