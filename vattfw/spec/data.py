@@ -8,7 +8,7 @@ field's description says so.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -76,9 +76,7 @@ class DataSection(Section):
         default_factory=list, description="Datasource plugins, mixed per batch by their weights.")
     eval_sources: list[plugin("datasource")] = Field(  # type: ignore[valid-type]
         default_factory=list, description="Datasources read by build_loader(split='eval').")
-    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        "auto", description="Loader worker processes per host: auto = one per CPU core the process may use; "
-                            "0 = decode in the device loader's thread.")
+    num_workers: int = Field(2, ge=0, description="Loader worker processes per host.")
     prefetch: int = Field(2, ge=1, description="Batches each worker prepares ahead.")
     decoder: Literal["pyav", "torchcodec"] = Field("pyav", description="Video/audio decoder (PyAV measured faster).")
     shuffle: bool = Field(True, description="Shuffle shards and samples per epoch (training split).")

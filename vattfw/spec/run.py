@@ -13,20 +13,13 @@ class RunSection(Section):
                                           "(one folder name: no '/', '\\', '..' or control characters).")
     seed: int = Field(0, ge=0, description="Seed for parameters, data order, augmentation and DropToken.")
     output_dir: str = Field("runs", description="Folder under which the run folder <output_dir>/<name> is created.")
-    backend: Literal["xla", "torch"] = Field(
-        "xla", description="Accelerator runtime behind vattfw.backend. xla: torch_xla/PJRT, the step compiled as one "
-                           "SPMD program per host (CPU, TPU). torch: eager PyTorch with torch.distributed, one process "
-                           "per device under torchrun (CUDA + NCCL, or CPU + gloo; FSDP2 / replicate / DTensor over "
-                           "the mesh, torch.distributed.checkpoint); the GPU path. See README 'GPU cluster'.")
+    backend: Literal["xla"] = Field("xla", description="Accelerator runtime behind vattfw.backend (torch_xla/PJRT: CPU, TPU, GPU).")
     demo_data: str | None = Field(
         None, description="Build the demo data set (`vattfw data demo`) into this folder before training if it has "
                           "no demo.json yet (the quickstart); relative to the working directory.")
-    compile: Literal["auto", "optimized", "fast", "eager"] = Field(
-        "auto", description="How the train step is compiled. auto: the backend's default (xla: optimized; torch: "
-                            "eager). optimized: xla with XLA's full backend optimisation; torch with torch.compile "
-                            "(inductor) on the model. fast: xla at optimisation level 0, which compiles ~3x faster "
-                            "on the CPU and runs slower (tiny models, smoke tests); torch eager. eager: torch only "
-                            "(no compilation).")
+    compile: Literal["optimized", "fast"] = Field(
+        "optimized", description="optimized: XLA's full backend optimisation; fast: optimisation level 0, which "
+                                 "compiles ~3x faster on the CPU and runs slower (tiny models, smoke tests).")
 
     @field_validator("name")
     @classmethod
@@ -68,13 +61,6 @@ class TrainSection(Section):
     global_batch_size: int = Field(2048, ge=1, description="Clips per optimiser step, summed over all devices.")
     steps: int = Field(500_000, ge=1, description="Optimiser steps to train for.")
     grad_accumulation: int = Field(1, ge=1, description="Micro-batches per optimiser step; global_batch_size must divide by it.")
-    accumulation: Literal["cached", "independent"] = Field(
-        "cached", description="How grad_accumulation > 1 splits the step. cached: features of every micro-batch "
-                              "first (no autograd), heads and losses over the whole batch (all global_batch_size "
-                              "clips are contrastive negatives, BatchNorm sees the whole batch), then each "
-                              "micro-batch re-run with its cached gradient: the same loss and gradients as one pass "
-                              "(GradCache). independent: each micro-batch its own loss, gradients averaged "
-                              "(fewer negatives: a different objective; about 1/3 less compute).")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 matmuls with fp32 parameters.")
     log_every: int = Field(10, ge=1, description="Steps between metric logs (read in a step closure).")
     nan_policy: Literal["stop", "skip"] = Field(
