@@ -16,7 +16,8 @@ class Config(ClipConfig):
     eps: float = Field(1e-8, gt=0, description="Adam epsilon; paper: unstated (Adam's 1e-8, the default); released code: 1e-7.")
 
 
-def build(config: Config, params=None, **deps) -> object:
+def build(config: Config, params=None, kernels=None, **deps) -> object:
+    """``kernels``: the backend's optimiser options (fused / foreach) for its device."""
     from ._clipped import Adam, make
-    return make(Adam, "adam", params, config.clip_grad_norm, config.clip_params, lr=config.lr,
+    return make(Adam, "adam", params, config.clip_grad_norm, config.clip_params, **(kernels or {}), lr=config.lr,
                 betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)

@@ -13,7 +13,8 @@ class Config(ClipConfig):
     weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay (torch's AdamW default 0.01).")
 
 
-def build(config: Config, params=None, **deps) -> object:
+def build(config: Config, params=None, kernels=None, **deps) -> object:
+    """``kernels``: the backend's optimiser options (fused / foreach) for its device."""
     from ._clipped import AdamW, make
-    return make(AdamW, "adamw", params, config.clip_grad_norm, config.clip_params, lr=config.lr,
+    return make(AdamW, "adamw", params, config.clip_grad_norm, config.clip_params, **(kernels or {}), lr=config.lr,
                 betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)

@@ -14,7 +14,8 @@ class Config(ClipConfig):
     nesterov: bool = Field(False, description="Nesterov momentum; VATT: no.")
 
 
-def build(config: Config, params=None, **deps) -> object:
+def build(config: Config, params=None, kernels=None, **deps) -> object:
+    """``kernels``: the backend's optimiser options (fused / foreach) for its device."""
     from ._clipped import SGD, make
-    return make(SGD, "sgd", params, config.clip_grad_norm, config.clip_params, lr=config.lr,
+    return make(SGD, "sgd", params, config.clip_grad_norm, config.clip_params, **(kernels or {}), lr=config.lr,
                 momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)

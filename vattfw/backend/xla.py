@@ -30,6 +30,7 @@ class XlaBackend:
         self._mesh = None
         self._spmd = False
         self._names: tuple[str, ...] = ()
+        self._plan = None
 
     # -- runtime and mesh ------------------------------------------------------
     def device_count(self) -> int:
@@ -50,9 +51,40 @@ class XlaBackend:
             self._mesh = xs.Mesh(np.arange(total), tuple(mesh_shape.values()), self._names)
 
     @property
+    def process_index(self) -> int:
+        import torch_xla.runtime as xr
+        return int(xr.process_index())
+
+    @property
+    def process_count(self) -> int:
+        import torch_xla.runtime as xr
+        return int(xr.process_count())
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.process_index == 0
+
+    @property
+    def data_shard(self) -> tuple[int, int]:
+        # One SPMD program per host sees the global batch; each host loads its share of it.
+        return self.process_index, self.process_count
+
+    def barrier(self) -> None:
+        if self.process_count > 1:
+            import torch_xla.core.xla_model as xm
+            xm.rendezvous("vattfw-barrier")
+
+    def any_process(self, flag: bool) -> bool:
+        return flag  # one host: its own signal is everyone's
+
+    @property
     def device(self) -> torch.device:
         import torch_xla
         return torch_xla.device()
+
+    @property
+    def on_host_cpu(self) -> bool:
+        return os.environ.get("PJRT_DEVICE", "CPU") == "CPU"
 
     @property
     def spmd(self) -> bool:
@@ -62,6 +94,23 @@ class XlaBackend:
         if self._spmd and any(s is not None for s in spec):
             import torch_xla.distributed.spmd as xs
             xs.mark_sharding(tensor, self._mesh, spec)
+
+    def prepare_model(self, model: torch.nn.Module, plan: Any) -> torch.nn.Module:
+        # BatchNorm needs nothing: the SPMD program normalises over the global batch.
+        model = model.to(self.device)
+        for name, p in model.named_parameters():
+            self.shard(p, plan.specs[name])
+        self._plan = plan
+        return model
+
+    def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor  # the step already holds the global batch
+
+    def optimizer_kernels(self) -> dict[str, bool]:
+        return {}  # torch's default (its per-tensor loop traces into the one step graph)
+
+    def total_norm(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in tensors]))
 
     def sharding_of(self, tensor: torch.Tensor) -> str:
         import torch_xla
@@ -176,6 +225,25 @@ class XlaBackend:
             return None
         return int(info.get("bytes_used", 0)) or None
 
+    # -- checkpoints -------------------------------------------------------------
+    def save_checkpoint(self, root, step, model, optimizer, meta, keep_last):
+        """``model.pt`` / ``optimizer.pt`` of CPU tensors: ``.cpu()`` gathers each sharded tensor,
+        so the checkpoint resumes on any mesh of one host."""
+        from ..engine import checkpoint as ckpt
+        state = {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict())}
+        return ckpt.save(root, step, state, meta, keep_last)
+
+    def open_checkpoint(self, path) -> "_FileCheckpoint":
+        return _FileCheckpoint(path, self)
+
+    def _shard_optimizer_state(self, model, optimizer) -> None:
+        names = {id(p): n for n, p in model.named_parameters()}
+        for p, st in optimizer.state.items():
+            spec = self._plan.specs.get(names.get(id(p), "")) if self._plan else None
+            for v in st.values():
+                if spec and isinstance(v, torch.Tensor) and v.device == p.device and v.shape == p.shape:
+                    self.shard(v, spec)
+
     # -- RNG -------------------------------------------------------------------
     def seed(self, seed: int) -> None:
         import torch_xla.core.xla_model as xm
@@ -188,3 +256,39 @@ class XlaBackend:
     def set_rng_state(self, state: Any) -> None:
         import torch_xla.core.xla_model as xm
         xm.set_rng_state(int(state), device=self.device)
+
+
+class _FileCheckpoint:
+    """A checkpoint of whole CPU tensors (:func:`vattfw.engine.checkpoint.save`)."""
+
+    def __init__(self, path, backend: XlaBackend):
+        import json
+        from pathlib import Path
+        from ..engine import checkpoint as ckpt
+        from ..errors import Problem, UserError
+        try:
+            fmt = json.loads((Path(path) / "meta.json").read_text()).get("format")
+        except (OSError, ValueError):
+            fmt = None  # ckpt.load says what is wrong with it
+        if fmt is not None:
+            raise UserError(Problem(f"checkpoint {path} was written by the {fmt!r} backend; resume it with "
+                                    f"run.backend: {fmt}", "checkpoint.resume"))
+        self._state, self.meta = ckpt.load(path)
+        self._backend = backend
+
+    def load_model(self, model: torch.nn.Module) -> None:
+        model.load_state_dict(self._state["model"])
+
+    def load_optimizer(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.load_state_dict(self._state.pop("optimizer"))
+        self._backend._shard_optimizer_state(model, optimizer)
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj

@@ -22,31 +22,19 @@ def __getattr__(name: str) -> Any:  # keep `import vattfw.data` light: torch loa
 def per_host_batch(spec, process_count: int) -> int:
     """Clips per loader batch on one host: global_batch_size / grad_accumulation / process_count
     (one batch = one micro-batch of this host)."""
-    t = spec.train
-    per_step, rem = divmod(t.global_batch_size, t.grad_accumulation * process_count)
-    if rem or per_step == 0:
-        raise UserError(Problem(f"train.global_batch_size {t.global_batch_size} must divide by "
-                                f"grad_accumulation {t.grad_accumulation} x process count {process_count}",
-                                path="train.global_batch_size"))
-    return per_step
-
-
-def xla_process() -> tuple[int, int]:
-    """(process index, process count) of the torch_xla runtime; (0, 1) without one."""
-    try:
-        import torch_xla.runtime as xr
-        return int(xr.process_index()), int(xr.process_count())
-    except Exception:  # no XLA runtime in this process: a single host
-        return 0, 1
+    from ..spec.batch import per_host_batch as split
+    return split(spec.train.global_batch_size, spec.train.grad_accumulation, hosts=process_count)
 
 
 def build_loader(spec, host=None, process_index: int | None = 0, process_count: int | None = 1,
                  split: str = "train", batch_size: int | None = None):
     """The loader of ``spec.data.sources`` (split='train') or ``spec.data.eval_sources`` ('eval').
-    ``process_index=None, process_count=None``: taken from the torch_xla runtime."""
+    ``process_index=None, process_count=None``: this process's place in the runtime it runs under
+    (:func:`vattfw.backend.runtime_process`: torch.distributed or torch_xla; (0, 1) without one)."""
     import vattfw
     if process_index is None or process_count is None:
-        process_index, process_count = xla_process()
+        from ..backend import runtime_process
+        process_index, process_count = runtime_process()
     refs = spec.data.sources if split == "train" else spec.data.eval_sources
     where = "data.sources" if split == "train" else "data.eval_sources"
     if not refs:
@@ -72,4 +60,7 @@ def make_loader(sources, data, batch_size: int, seed: int = 0, process_index: in
                        process_count, split, data.io_retries, data.io_backoff_s, data.max_bad_in_a_row,
                        data.shuffle and split == "train")
     workers = data.num_workers if num_workers is None else num_workers
+    if workers == "auto":
+        from .decode import default_workers
+        workers = default_workers()
     return ClipLoader(maker, workers, data.prefetch, fingerprint(list(sources), shards, data))

@@ -4,11 +4,16 @@ Everything a batch contains is a function of (seed, batch number): that is what 
 resume exact and the output independent of the worker count.
 
 * Each source is an endless stream of *positions*.  Epoch ``e`` of a source visits its
-  shards in a seeded order (``shuffle``); host ``h`` of ``P`` takes shards ``h, h+P, ...`` of
-  that order (with fewer shards than hosts: samples ``h, h+P, ...``), and visits each
-  shard's samples in a seeded order.  Training streams never end, so no host waits.
-* Batch ``b`` takes ``k_s`` samples from source ``s`` (``k`` from the weights, largest
-  remainder; 50/50 gives exactly half each): positions ``b*k_s .. b*k_s + k_s - 1``.
+  shards in a seeded order (``shuffle``) and each shard's samples in a seeded order.
+  Training streams never end, so no host waits.
+* Global batch ``b`` takes ``k_s`` samples from source ``s`` (``k`` from the weights,
+  largest remainder; 50/50 gives exactly half each): positions ``b*k_s .. b*k_s + k_s - 1``,
+  in a seeded order.  Host (process) ``h`` of ``P`` reads rows ``h*n .. (h+1)*n - 1`` of it
+  (``n`` = its batch size), so the global batch does not depend on ``P``: a run on 2
+  processes trains on the batches of a run on 1, and resumes onto another process count
+  exactly.  (Samples are read by byte range through the tar index, so reading any shard
+  costs a host no more than reading its own.)  The eval split gives each host a contiguous
+  slice of the samples.
 * A sample's crop, flip, colour jitter and time offset come from an RNG seeded with
   (seed, source, epoch, shard, index).  A sample that cannot be used (corrupt, truncated,
   undecodable, missing a required modality, too short) is counted, logged with its shard
@@ -205,8 +210,9 @@ class BatchMaker(torch.utils.data.IterableDataset):
         self.first_batch = 0
         self._aws = urls.aws_environment()
         if self.train:
-            self.counts = batch_counts([s.weight for s in sources], batch_size)
-            self.streams = [SourceStream(sh, seed, i, host, hosts, shuffle) for i, sh in enumerate(shards)]
+            # one order of the global batch's samples on every host; each reads its rows of it
+            self.counts = batch_counts([s.weight for s in sources], batch_size * hosts)
+            self.streams = [SourceStream(sh, seed, i, 0, 1, shuffle) for i, sh in enumerate(shards)]
         else:
             self._eval_plan()
 
@@ -264,9 +270,10 @@ class BatchMaker(torch.utils.data.IterableDataset):
     def make(self, b: int) -> dict[str, torch.Tensor]:
         skipped = np.zeros(len(REASONS), np.int64)
         if self.train:
-            rows = [self._train_row(s, b * k + j, skipped) for s, k in enumerate(self.counts) for j in range(k)]
-            order = _rng(self.seed, _BATCH_SALT, b).permutation(len(rows))
-            out = collate([rows[i] for i in order])
+            slots = [(s, b * k + j) for s, k in enumerate(self.counts) for j in range(k)]
+            order = _rng(self.seed, _BATCH_SALT, b).permutation(len(slots))
+            mine = order[self.host * self.batch_size:(self.host + 1) * self.batch_size]
+            out = collate([self._train_row(*slots[i], skipped) for i in mine])
         else:
             out = self._eval_batch(b, skipped)
         out["_skipped"] = torch.from_numpy(skipped)
@@ -376,8 +383,11 @@ class ClipLoader:
         m = self.maker
         if state.get("version") != STATE_VERSION:
             raise UserError(Problem(f"data loader state version {state.get('version')!r}; expected {STATE_VERSION}"))
-        mine = {"seed": m.seed, "batch_size": m.batch_size, "process_count": m.hosts, "fingerprint": self.fingerprint}
-        diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
+        # The process count may change (each process reads its rows of the same global batches).
+        theirs = {"seed": state.get("seed"), "fingerprint": state.get("fingerprint"),
+                  "global batch": int(state.get("batch_size", 0)) * int(state.get("process_count", 1))}
+        mine = {"seed": m.seed, "fingerprint": self.fingerprint, "global batch": m.batch_size * m.hosts}
+        diff = {k: (theirs[k], v) for k, v in mine.items() if theirs[k] != v}
         if diff:
             raise UserError(Problem("cannot resume the data loader exactly: its settings changed "
                                     + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import pickle
 import random
 import signal
@@ -25,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -102,6 +101,29 @@ class _TrackedLoader:
         raise RuntimeError(f"data state after batch {consumed} was not kept (prefetch ran too far ahead)")
 
 
+class _Gathered(Mapping):
+    """A read-only view of a batch/outputs dict whose tensors are gathered over the batch
+    shards on first read (only the fields the objective uses travel)."""
+
+    def __init__(self, fields: Mapping[str, Any], backend: Any):
+        self._fields, self._backend, self._done = fields, backend, {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._done:
+            value = self._fields[key]
+            self._done[key] = self._backend.gather_batch(value) if isinstance(value, torch.Tensor) else value
+        return self._done[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._fields
+
+    def __iter__(self):
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
 def spec_hash(spec: Any) -> str:
     """Digest of what a resumed run must share with the run it continues."""
     d = spec.model_dump(mode="json")
@@ -162,35 +184,37 @@ class Trainer:
         self.backend = self._backend or get_backend(spec.run.backend, spec.run.compile)
         self.devices = self.backend.device_count()
         self.sizes = resolve_mesh(spec.mesh, self.devices)
-        self.micro = check_batch(spec.train.global_batch_size, spec.train.grad_accumulation, 1, self.sizes)
+        self.backend.start(self.sizes)  # before the first device tensor (XLA: SPMD mode); the process mesh
+        self.micro = check_batch(spec.train.global_batch_size, spec.train.grad_accumulation,
+                                 self.backend.data_shard[1], self.sizes)
         _seed_host(spec.run.seed)
         model = self._model if self._model is not None else build_model(spec.model, self.host)
         self.plan = plan_model(model, self.sizes, spec.mesh.column_parallel, spec.mesh.row_parallel)
         self.ckpt_root.mkdir(parents=True, exist_ok=True)
-        ckpt.clean_partial(self.ckpt_root)
+        if self.backend.is_main_process:
+            ckpt.clean_partial(self.ckpt_root)
+        self.backend.barrier()  # (no process may look for checkpoints while another cleans)
         self.resume_from = self._find_resume()
-        state, self.meta = ckpt.load(self.resume_from) if self.resume_from else ({}, {})
+        restored = self.backend.open_checkpoint(self.resume_from) if self.resume_from else None
+        self.meta = restored.meta if restored else {}
         if self.meta and self.meta.get("spec_hash") != spec_hash(spec):
             raise UserError(Problem(
                 f"checkpoint {self.resume_from} was written by a run with a different model, losses, optimizer, "
                 f"data, batch or seed; resume it with the same spec, or start afresh with --resume never "
                 f"or another run.name", "checkpoint.resume"))
-        if state:
-            model.load_state_dict(state["model"])
-        self.backend.start(self.sizes)  # SPMD mode must be fixed before the first device tensor
+        if restored:
+            restored.load_model(model)
         self.device = self.backend.device
-        self.model = model.to(self.device)
-        for name, p in self.model.named_parameters():
-            self.backend.shard(p, self.plan.specs[name])
+        self.model = self.backend.prepare_model(model, self.plan)  # on the device, distributed by the plan
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build("optimizer", spec.optimizer, self.host, params=[
-            (n, p) for n, p in self.model.named_parameters() if p.requires_grad])
+            (n, p) for n, p in self.model.named_parameters() if p.requires_grad],
+            kernels=self.backend.optimizer_kernels())
         base_lr = getattr(spec.optimizer.config, "lr", None) or self.optimizer.param_groups[0]["lr"]
         self.schedule = build("schedule", spec.schedule, self.host, base_lr=base_lr, total_steps=spec.train.steps)
         self.objective = build_objective(spec.losses, self.host)
-        if state:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self._shard_optimizer_state()
+        if restored:
+            restored.load_optimizer(self.model, self.optimizer)
         self.step = int(self.meta.get("step", 0))
         if self._loader is not None:
             self.loader = self._loader
@@ -217,7 +241,8 @@ class Trainer:
 
     def _build_loader(self):
         from ..data import build_loader
-        return build_loader(self.spec, self.host, process_index=0, process_count=1, split="train")
+        index, count = self.backend.data_shard  # this process's rows of every global batch
+        return build_loader(self.spec, self.host, process_index=index, process_count=count, split="train")
 
     def _find_resume(self) -> Path | None:
         arg = self.resume_arg
@@ -235,14 +260,6 @@ class Trainer:
             return found
         return path
 
-    def _shard_optimizer_state(self) -> None:
-        names = {id(p): n for n, p in self.model.named_parameters()}
-        for p, st in self.optimizer.state.items():
-            spec = self.plan.specs.get(names.get(id(p), ""))
-            for v in st.values():
-                if spec and isinstance(v, torch.Tensor) and v.device == p.device and v.shape == p.shape:
-                    self.backend.shard(v, spec)
-
     def _init_health(self) -> None:
         n_terms = len(self.spec.losses.terms)
         d = self.device  # made on the CPU and moved: device data, not graph constants
@@ -255,7 +272,7 @@ class Trainer:
     def _train_step(self, batches: list[dict]) -> tuple:
         total, terms = self._forward_backward(batches)
         grads = [p.grad for p in self.params if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        grad_norm = self.backend.total_norm(grads)
         finite = torch.isfinite(total) & torch.isfinite(grad_norm)
         skip = self.spec.train.nan_policy == "skip"
         if skip:
@@ -296,12 +313,18 @@ class Trainer:
         for batch in batches:
             with self.backend.autocast(self.spec.train.precision):
                 outputs = self.model(batch)
-            total, terms = self.objective(outputs, batch)
+            total, terms = self._objective(outputs, batch)
             (total / n).backward()
             total_sum = total.detach() if total_sum is None else total_sum + total.detach()
             for k, v in terms.items():
                 term_sums[k] = v.detach() if k not in term_sums else term_sums[k] + v.detach()
         return total_sum / n, {k: v / n for k, v in term_sums.items()}
+
+    def _objective(self, outputs: dict, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The losses over the global batch: a field the objective reads holds every process's
+        rows (contrastive negatives span the global batch; gradients flow back to each
+        process's own rows).  Under SPMD the step holds the global batch already."""
+        return self.objective(_Gathered(outputs, self.backend), _Gathered(batch, self.backend))
 
     def _update_health(self, finite: torch.Tensor, total: torch.Tensor, terms: dict) -> None:
         self.step_t = self.step_t + 1
@@ -315,7 +338,8 @@ class Trainer:
     def run(self) -> Result:
         from .tracking import Trackers
         self.setup()
-        self.trackers = Trackers(self.spec, self.host, str(self.run_dir), disabled=not self.use_trackers)
+        self.trackers = Trackers(self.spec, self.host, str(self.run_dir),
+                                 disabled=not self.use_trackers or not self.backend.is_main_process)
         hook = self.trackers.hook
         status, code, error = "failed", 1, None
         self.t_start = time.perf_counter()
@@ -354,13 +378,15 @@ class Trainer:
         self._log_times.append((self.step, time.perf_counter(), self.backend.compile_count()))
         self._timed_steps, self._timed_s = 0, 0.0
         with device_batches as device_iter, progress:
-            while self.step < total_steps and not self.stop_signal:
+            while self.step < total_steps and not self._stopping():
                 batches = [next(device_iter) for _ in range(acc)]
                 lr = max(self.schedule(self.step), LR_FLOOR)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
                 if self.flops_per_step is None:
                     out, self.flops_per_step = _count_flops(compiled, batches)
+                    if not self.backend.spmd:  # each process counted its own share of the step
+                        self.flops_per_step *= self.backend.process_count
                 else:
                     out = compiled(batches)
                 self.step += 1
@@ -439,16 +465,22 @@ class Trainer:
     def _checkpoint(self) -> None:
         self.backend.sync()
         self._check_health()
-        state = {"model": _to_cpu(self.model.state_dict()), "optimizer": _to_cpu(self.optimizer.state_dict())}
         meta = {"spec_hash": spec_hash(self.spec), "rng": _rng_state(self.backend),
                 "data": self.tracked.state_after(self.consumed) if self.consumed else
                 self.meta.get("data"), "skipped_steps": int(self.skipped_t.cpu()), "time": time.time(),
                 "mesh": self.sizes}
-        path = ckpt.save(self.ckpt_root, self.step, state, meta, self.spec.checkpoint.keep_last)
+        path = self.backend.save_checkpoint(self.ckpt_root, self.step, self.model, self.optimizer, meta,
+                                            self.spec.checkpoint.keep_last)
         self.last_checkpoint = str(path)
         self.trackers.hook.vattfw_checkpoint_saved(step=self.step, path=str(path))
 
     # -- signals ----------------------------------------------------------------
+    def _stopping(self) -> bool:
+        """A stop signal seen by any process stops every process after the same step."""
+        if self.backend.any_process(bool(self.stop_signal)) and not self.stop_signal:
+            self.stop_signal = signal.SIGTERM
+        return bool(self.stop_signal)
+
     def _on_signal(self, signum, frame):
         if self.stop_signal:  # a second signal: stop now
             raise KeyboardInterrupt
@@ -466,8 +498,8 @@ class Trainer:
         per_device = self.spec.train.peak_tflops_per_device
         if per_device:
             return per_device * 1e12 * self.devices
-        if self.device.type == "xla" and os.environ.get("PJRT_DEVICE", "CPU") == "CPU":
-            return measure_peak_flops()  # the virtual CPU devices share the host's cores
+        if self.backend.on_host_cpu and self.backend.is_main_process:
+            return measure_peak_flops()  # the (virtual) CPU devices share the host's cores
         return None
 
     def _summary(self) -> dict[str, Any]:
@@ -493,10 +525,14 @@ class Trainer:
         return summary
 
     def _print(self, text: str) -> None:
+        if hasattr(self, "backend") and not self.backend.is_main_process:
+            return  # one process speaks for the run
         from rich.console import Console
         (self.console or Console(stderr=True)).print(text)
 
     def _print_summary(self, summary: dict[str, Any], status: str) -> None:
+        if not self.backend.is_main_process:
+            return
         from rich.console import Console
         from rich.table import Table
         table = Table(title=f"vattfw run {self.spec.run.name}: {status}", show_header=False)
@@ -519,7 +555,7 @@ class Trainer:
             out = self._train_step(batches)
         tensors = [out[0], *out[1].values(), out[2], *self.params, self.bad_step, self.skipped_t]
         tensors += [v for st in self.optimizer.state.values() for v in st.values()
-                    if isinstance(v, torch.Tensor) and v.device.type == "xla"]
+                    if isinstance(v, torch.Tensor) and v.device.type == self.device.type]
         compiled_before = self.backend.compile_count()
         analysis = self.backend.warm_up(tensors)
         info = {
@@ -591,16 +627,6 @@ def _restore_rng(state: dict[str, Any], backend: Any) -> None:
     np.random.set_state(host["numpy"])
     torch.set_rng_state(host["torch"])
     backend.set_rng_state(state["device"])
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
 
 
 def _skipped_samples(loader: Any) -> dict[str, int]:

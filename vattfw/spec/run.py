@@ -13,13 +13,20 @@ class RunSection(Section):
                                           "(one folder name: no '/', '\\', '..' or control characters).")
     seed: int = Field(0, ge=0, description="Seed for parameters, data order, augmentation and DropToken.")
     output_dir: str = Field("runs", description="Folder under which the run folder <output_dir>/<name> is created.")
-    backend: Literal["xla"] = Field("xla", description="Accelerator runtime behind vattfw.backend (torch_xla/PJRT: CPU, TPU, GPU).")
+    backend: Literal["xla", "torch"] = Field(
+        "xla", description="Accelerator runtime behind vattfw.backend. xla: torch_xla/PJRT, the step compiled as one "
+                           "SPMD program per host (CPU, TPU). torch: eager PyTorch with torch.distributed, one process "
+                           "per device under torchrun (CUDA + NCCL, or CPU + gloo; FSDP2 / replicate / DTensor over "
+                           "the mesh, torch.distributed.checkpoint); the GPU path. See README 'GPU cluster'.")
     demo_data: str | None = Field(
         None, description="Build the demo data set (`vattfw data demo`) into this folder before training if it has "
                           "no demo.json yet (the quickstart); relative to the working directory.")
-    compile: Literal["optimized", "fast"] = Field(
-        "optimized", description="optimized: XLA's full backend optimisation; fast: optimisation level 0, which "
-                                 "compiles ~3x faster on the CPU and runs slower (tiny models, smoke tests).")
+    compile: Literal["auto", "optimized", "fast", "eager"] = Field(
+        "auto", description="How the train step is compiled. auto: the backend's default (xla: optimized; torch: "
+                            "eager). optimized: xla with XLA's full backend optimisation; torch with torch.compile "
+                            "(inductor) on the model. fast: xla at optimisation level 0, which compiles ~3x faster "
+                            "on the CPU and runs slower (tiny models, smoke tests); torch eager. eager: torch only "
+                            "(no compilation).")
 
     @field_validator("name")
     @classmethod
