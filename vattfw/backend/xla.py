@@ -2,8 +2,8 @@
 
 Facts this relies on (measured on torch_xla 2.9, see shared/reference/stack.md):
 ``xr.use_spmd()`` must run before the first XLA tensor exists; with fixed shapes a
-compiled step is traced each call but compiled only when its graph is new (step 0, and
-step 1 when optimiser state appears); Python scalars other than 0 and 1 enter the graph as
+compiled step is traced each call but compiled only when its graph is new (step 0; and
+step 1 when optimiser state appears there: the engine makes Adam's state beforehand); Python scalars other than 0 and 1 enter the graph as
 data, so a changing learning rate does not recompile, but an exact 0.0 does (the engine
 floors it, see :func:`vattfw.engine.trainer.LR_FLOOR`).
 """

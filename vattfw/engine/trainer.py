@@ -28,10 +28,13 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..errors import Problem, UserError
+from ..errors import DataError, Problem, UserError
 from . import checkpoint as ckpt
 from . import signals
+from ..model import LOSSES_PREFIX
+from .optstate import create_state
 from .mesh import batch_specs, check_batch, per_device_bytes, plan_model, resolve_mesh
+from .paths import run_dir_of
 
 # torch_xla bakes the Python scalars 0 and 1 into the graph as constants, so an exact lr of 0
 # (step 0 of a warmup from 0, or a schedule ending at 0) compiles a second graph.  A floor
@@ -64,6 +67,7 @@ class _TrackedLoader:
         self.lift: set[str] = set()  # 1-D fields sent as [B, 1]
         self._first: dict | None = None
         self._it = None
+        self.error: BaseException | None = None  # what ended the loader (raised in the upload thread)
 
     def peek(self) -> dict:
         if self._first is None:
@@ -83,10 +87,14 @@ class _TrackedLoader:
         yield self._lifted(first)
         while True:
             try:
-                batch = next(self._it)
-            except StopIteration:  # a finite loader: start its next pass
-                self._it = iter(self.loader)
-                batch = next(self._it)
+                try:
+                    batch = next(self._it)
+                except StopIteration:  # a finite loader: start its next pass
+                    self._it = iter(self.loader)
+                    batch = next(self._it)
+            except Exception as exc:  # noqa: BLE001 - kept for the main thread, which reports it
+                self.error = exc  # (raised here, it would die with the device loader's upload thread)
+                return
             self.produced += 1
             self.states.append((self.produced, self._state()))
             yield self._lifted(batch)
@@ -128,13 +136,11 @@ def spec_hash(spec: Any) -> str:
     """Digest of what a resumed run must share with the run it continues."""
     d = spec.model_dump(mode="json")
     keep = {k: d[k] for k in ("model", "losses", "optimizer", "data")}
+    # model.init is left out: only a fresh start reads it; a resumed run loads its own weights.
+    keep["model"] = {k: v for k, v in d["model"].items() if k != "init"}
     keep["train"] = {k: d["train"][k] for k in ("global_batch_size", "grad_accumulation", "precision")}
     keep["seed"] = d["run"]["seed"]
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def run_dir_of(spec: Any) -> Path:
-    return Path(spec.run.output_dir) / spec.run.name
 
 
 def measure_peak_flops(seconds: float = 0.6) -> float:
@@ -172,12 +178,13 @@ class Trainer:
         self.losses: list[tuple[int, float]] = []
         self.last_metrics: dict[str, float] = {}
         self.last_checkpoint: str | None = None
+        self.init_report = None  # what model.init loaded, on a fresh start
         self._log_times: list[tuple[int, float]] = []
 
     # == setup =================================================================
     def setup(self, dry_run: bool = False) -> None:
         from ..backend import get_backend
-        from ..model import build_model
+        from ..model import attach_losses, build_model
         from ..objective import build_objective
         from .. import build
         spec = self.spec
@@ -189,8 +196,11 @@ class Trainer:
                                  self.backend.data_shard[1], self.sizes)
         _seed_host(spec.run.seed)
         model = self._model if self._model is not None else build_model(spec.model, self.host)
+        # The losses are a submodule (``losses.terms.<term>.*``): a loss that owns parameters is
+        # moved, distributed, optimised and checkpointed with the model.
+        objective = attach_losses(model, build_objective(spec.losses, self.host))
         self.plan = plan_model(model, self.sizes, spec.mesh.column_parallel, spec.mesh.row_parallel)
-        self.ckpt_root.mkdir(parents=True, exist_ok=True)
+        ckpt.prepare(self.ckpt_root)  # a read-only or uncreatable folder: one line, before anything is built
         if self.backend.is_main_process:
             ckpt.clean_partial(self.ckpt_root)
         self.backend.barrier()  # (no process may look for checkpoints while another cleans)
@@ -204,17 +214,22 @@ class Trainer:
                 f"or another run.name", "checkpoint.resume"))
         if restored:
             restored.load_model(model)
+        elif spec.model.init is not None:  # a fresh start: pretrained weights, before sharding
+            from .initialise import apply_init
+            self.init_report = apply_init(model, spec.model.init)
+            self._print(self.init_report.text())
         self.device = self.backend.device
         self.model = self.backend.prepare_model(model, self.plan)  # on the device, distributed by the plan
+        self.objective = objective  # (moved in place with the model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build("optimizer", spec.optimizer, self.host, params=[
-            (n, p) for n, p in self.model.named_parameters() if p.requires_grad],
-            kernels=self.backend.optimizer_kernels())
+        self.optimizer = build("optimizer", spec.optimizer, self.host, params=self._param_groups(),
+                               kernels=self.backend.optimizer_kernels())
         base_lr = getattr(spec.optimizer.config, "lr", None) or self.optimizer.param_groups[0]["lr"]
         self.schedule = build("schedule", spec.schedule, self.host, base_lr=base_lr, total_steps=spec.train.steps)
-        self.objective = build_objective(spec.losses, self.host)
         if restored:
             restored.load_optimizer(self.model, self.optimizer)
+        elif create_state(self.optimizer):  # before the first trace, so the step compiles once
+            self._shard_new_state()
         self.step = int(self.meta.get("step", 0))
         if self._loader is not None:
             self.loader = self._loader
@@ -239,26 +254,54 @@ class Trainer:
         if self.meta:
             _restore_rng(self.meta["rng"], self.backend)
 
+    def _shard_new_state(self) -> None:
+        """Moments split like their parameters: the state the step returns is then sharded as the
+        state it was given, and the next step reuses the graph."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for p, st in self.optimizer.state.items():
+            spec = self.plan.specs.get(names.get(id(p), ""))
+            for v in st.values():
+                if spec and isinstance(v, torch.Tensor) and v.device == p.device and v.shape == p.shape:
+                    self.backend.shard(v, spec)
+
     def _build_loader(self):
         from ..data import build_loader
         index, count = self.backend.data_shard  # this process's rows of every global batch
         return build_loader(self.spec, self.host, process_index=index, process_count=count, split="train")
 
     def _find_resume(self) -> Path | None:
+        from rich.markup import escape
         arg = self.resume_arg
         if arg in ("never", "none", ""):
             return None
-        if arg == "auto":
-            return ckpt.latest(self.ckpt_root)
+        warn = lambda line: self._print(f"[yellow]warning:[/yellow] {escape(line)}")  # noqa: E731
+        if arg == "auto":  # every checkpoint bad: an error, not a silent restart over them
+            return ckpt.newest_intact(self.ckpt_root, warn)
         path = Path(arg)
         if not path.exists():
             raise UserError(Problem(f"checkpoint {path} does not exist", "checkpoint.resume"))
-        if not ckpt.is_complete(path):  # a run folder or checkpoint folder: its newest complete checkpoint
-            found = ckpt.latest(path) or ckpt.latest(path / "checkpoints")
-            if found is None:
-                raise UserError(Problem(f"{path} holds no complete checkpoint", "checkpoint.resume"))
-            return found
-        return path
+        if (path / "meta.json").exists() or ckpt.NAME.match(path.name):  # one checkpoint, named by the user
+            why = ckpt.problem(path)
+            if why:
+                raise UserError(Problem(f"checkpoint {path} is unusable: {why}", "checkpoint.resume"))
+            return path
+        # a run folder or checkpoint folder: its newest intact checkpoint
+        root = path / "checkpoints" if ckpt.step_dirs(path / "checkpoints") else path
+        found = ckpt.newest_intact(root, warn)
+        if found is None:
+            raise UserError(Problem(f"{path} holds no checkpoint", "checkpoint.resume"))
+        return found
+
+    def _param_groups(self) -> list:
+        """(name, parameter) pairs for the optimiser.  Loss parameters (``losses.*``, e.g. a
+        learnable temperature) form a second group without weight decay, as CLIP's logit scale;
+        without any, the one list of earlier versions (so older optimiser states load)."""
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        losses = [(n, p) for n, p in named if n.startswith(LOSSES_PREFIX)]
+        if not losses:
+            return named
+        return [{"params": [(n, p) for n, p in named if not n.startswith(LOSSES_PREFIX)]},
+                {"params": losses, "weight_decay": 0.0}]
 
     def _init_health(self) -> None:
         n_terms = len(self.spec.losses.terms)
@@ -306,9 +349,26 @@ class Trainer:
                     old = old_state.get(k)
                     v.copy_(torch.where(finite, v, old if old is not None else torch.zeros_like(v)))
 
+    def _flops_probe(self, batches: list[dict]) -> None:
+        """Forward and backward of the step on a copy of the model and batches on the ``meta``
+        device (shapes only: nothing is computed, no device graph is traced), for
+        FlopCounterMode.  The host RNG is left as it was."""
+        model = _meta_copy(self.model)
+        rng = torch.get_rng_state()
+        try:
+            for batch in batches:
+                batch = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in batch.items()}
+                batch = {k: v[:, 0] if k in self.flat_keys else v for k, v in batch.items()}
+                total, _ = model.losses(model(batch), batch)
+                (total / len(batches)).backward()
+        finally:
+            torch.set_rng_state(rng)
+
     def _forward_backward(self, batches: list[dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = len(batches)
         batches = [{k: v[:, 0] if k in self.flat_keys else v for k, v in b.items()} for b in batches]
+        if n > 1 and self.spec.train.accumulation == "cached":
+            return self._cached_forward_backward(batches)
         total_sum, term_sums = None, {}
         for batch in batches:
             with self.backend.autocast(self.spec.train.precision):
@@ -319,6 +379,50 @@ class Trainer:
             for k, v in terms.items():
                 term_sums[k] = v.detach() if k not in term_sums else term_sums[k] + v.detach()
         return total_sum / n, {k: v / n for k, v in term_sums.items()}
+
+    def _cached_forward_backward(self, batches: list[dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Feature-cached accumulation (GradCache): the loss and its negatives span the whole
+        batch, while autograd holds one micro-batch's activations at a time.
+
+        1. every micro-batch's per-clip features (tokenizers + backbones), detached at once
+           (its autograd graph is dropped; not ``no_grad``, which FlopCounterMode's module
+           hooks reject), noting the device RNG state before each;
+        2. the heads and the losses on the concatenated features, with autograd: the FAC
+           head's BatchNorm normalises with the whole batch's statistics (and updates its
+           running averages once), and backward leaves the heads' and losses' gradients and
+           d loss / d features (the cache);
+        3. every micro-batch again with autograd, from its noted RNG state (so the same
+           dropout and DropToken draws), back-propagating its slice of the cached gradient.
+        Gradients equal one pass over the whole batch.  The RNG states are read and set on the
+        host (torch_xla keeps a running seed there; the graph receives them as data, so the
+        step still compiles once); it is left where step 2 ended, as if nothing were replayed."""
+        features, project = _split_model(self.model)
+        precision = self.spec.train.precision
+        states, cached = [], []
+        for batch in batches:
+            states.append(self.backend.rng_state())
+            with self.backend.autocast(precision):
+                cached.append({k: v.detach() for k, v in features(batch).items()})
+        feats = {k: torch.cat([c[k] for c in cached]).requires_grad_(cached[0][k].is_floating_point())
+                 for k in cached[0]}
+        whole = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+        with self.backend.autocast(precision):
+            outputs = project(feats)
+        total, terms = self._objective(outputs, whole)
+        total.backward()
+        after = self.backend.rng_state()
+        start = 0
+        for batch, state in zip(batches, states):
+            self.backend.set_rng_state(state)
+            with self.backend.autocast(precision):
+                out = features(batch)
+            pairs = [(out[k], feats[k].grad.narrow(0, start, out[k].shape[0])) for k in out
+                     if feats[k].grad is not None]
+            start += next(iter(out.values())).shape[0] if out else 0
+            if pairs:
+                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        self.backend.set_rng_state(after)
+        return total.detach(), {k: v.detach() for k, v in terms.items()}
 
     def _objective(self, outputs: dict, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The losses over the global batch: a field the objective reads holds every process's
@@ -348,6 +452,8 @@ class Trainer:
             with signals.handled(self._on_signal):
                 try:
                     hook.vattfw_run_start(spec=self.spec, run_dir=str(self.run_dir))
+                    if self.init_report is not None:
+                        hook.vattfw_model_init(report=self.init_report.as_dict())
                     self._loop()
                     status, code = ("interrupted", 128 + self.stop_signal) if self.stop_signal else ("finished", 0)
                 except (TrainingStopped, ckpt.CheckpointError) as exc:
@@ -361,7 +467,8 @@ class Trainer:
             finally:
                 self.trackers.close()
         if error:
-            self._print(f"[red]error:[/red] {error}")
+            from rich.markup import escape
+            self._print(f"[red]error:[/red] {escape(error)}")
         if self.stop_signal:
             self._print(f"stopped by {signal.Signals(self.stop_signal).name} at step {self.step}; "
                         f"checkpoint {self.last_checkpoint}; resume with the same command")
@@ -379,12 +486,15 @@ class Trainer:
         self._timed_steps, self._timed_s = 0, 0.0
         with device_batches as device_iter, progress:
             while self.step < total_steps and not self._stopping():
-                batches = [next(device_iter) for _ in range(acc)]
+                try:
+                    batches = [next(device_iter) for _ in range(acc)]
+                except StopIteration:
+                    raise self._data_failed() from None
                 lr = max(self.schedule(self.step), LR_FLOOR)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
                 if self.flops_per_step is None:
-                    out, self.flops_per_step = _count_flops(compiled, batches)
+                    out, self.flops_per_step = _count_flops(compiled, batches, self._flops_probe)
                     if not self.backend.spmd:  # each process counted its own share of the step
                         self.flops_per_step *= self.backend.process_count
                 else:
@@ -407,6 +517,20 @@ class Trainer:
             if spec.eval.evaluators and not self.stop_signal and self.evaluate_at_end:
                 self._evaluate()
         self.progress_bar = None
+
+    def _data_failed(self) -> BaseException:
+        """The loader stopped: checkpoint the steps done, then the exception to end the run with.
+        A DataError (storage outage after retries, every sample bad) becomes one line, exit 1;
+        a UserError stays one (exit 2); anything else is a bug and keeps its traceback."""
+        exc = self.tracked.error
+        if self.write_checkpoints and self.step > self.start_step:
+            self._checkpoint()
+        if exc is not None and not isinstance(exc, DataError):
+            return exc
+        what = f"{type(exc).__name__}: {' '.join(str(exc).split())}" if exc else "the data loader ended"
+        kept = f"checkpoint {self.last_checkpoint or ckpt.latest(self.ckpt_root)}"
+        return TrainingStopped(f"reading the training data failed after step {self.step} ({what}); {kept}; "
+                               f"resume with the same command once the data is readable")
 
     # -- closures (host side) ---------------------------------------------------
     def _on_log(self, step: int, lr: float, total, terms, grad_norm, skipped, bad_step, bad_values) -> None:
@@ -447,7 +571,7 @@ class Trainer:
                                   f"train.max_skipped_steps={t.max_skipped_steps}")
 
     def _evaluate(self) -> None:
-        from ..eval.runner import run_evaluators
+        from .evaluate import run_evaluators
         self.backend.sync()
         self._check_health()
         start = time.perf_counter()
@@ -499,7 +623,8 @@ class Trainer:
         if per_device:
             return per_device * 1e12 * self.devices
         if self.backend.on_host_cpu and self.backend.is_main_process:
-            return measure_peak_flops()  # the (virtual) CPU devices share the host's cores
+            from .peak import host_peak_flops  # the (virtual) CPU devices share the host's cores
+            return host_peak_flops()  # measured once per machine, all cores: MFU comparable across runs
         return None
 
     def _summary(self) -> dict[str, Any]:
@@ -528,7 +653,7 @@ class Trainer:
         if hasattr(self, "backend") and not self.backend.is_main_process:
             return  # one process speaks for the run
         from rich.console import Console
-        (self.console or Console(stderr=True)).print(text)
+        (self.console or Console(stderr=True)).print(text, soft_wrap=True)  # one message, one line
 
     def _print_summary(self, summary: dict[str, Any], status: str) -> None:
         if not self.backend.is_main_process:
@@ -597,13 +722,45 @@ def _analysed_bytes(analysis: dict[str, float]) -> int | None:
     return int(gb * 2 ** 30)
 
 
-def _count_flops(compiled: Callable, batches: list[dict]) -> tuple[Any, int]:
-    """Run the first step under FlopCounterMode: torch_xla traces it lazily, so the counter sees
-    every matmul of forward and backward once, at global shapes."""
+def _count_flops(compiled: Callable, batches: list[dict], probe: Callable | None = None) -> tuple[Any, int]:
+    """Run the first step and count its FLOPs (every matmul of forward and backward once, at
+    the shapes of the batches).  Counted on ``probe`` (the step on ``meta`` tensors) where it
+    runs, so that the step itself runs outside the counter: torch_xla traces a step under
+    FlopCounterMode with other view ops, a graph of its own that would compile once more.
+    A model the meta device cannot run is counted on the real first step."""
     from torch.utils.flop_counter import FlopCounterMode
+    if probe is not None:
+        try:
+            with FlopCounterMode(display=False) as counter:
+                probe(batches)
+        except Exception:  # (an op without a meta kernel)
+            pass
+        else:
+            return compiled(batches), counter.get_total_flops()
     with FlopCounterMode(display=False) as counter:
         out = compiled(batches)
     return out, counter.get_total_flops()
+
+
+def _meta_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every parameter and buffer replaced by an empty ``meta`` tensor of its
+    shape: copying it reads and allocates no device memory."""
+    import copy
+    memo: dict[int, Any] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        meta = torch.empty(t.shape, dtype=t.dtype, device="meta")
+        memo[id(t)] = torch.nn.Parameter(meta, t.requires_grad) if isinstance(t, torch.nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
+
+
+def _split_model(model: torch.nn.Module) -> tuple[Callable, Callable]:
+    """(per-clip features, batch-level projection) for cached accumulation: VATTModel's
+    ``features`` / ``project``.  A model without them is one per-clip function (any BatchNorm
+    inside it then sees micro-batches)."""
+    features, project = getattr(model, "features", None), getattr(model, "project", None)
+    if callable(features) and callable(project):
+        return features, project
+    return model, (lambda outputs: outputs)
 
 
 def _seed_host(seed: int) -> None:
