@@ -48,12 +48,18 @@ class LinearProbe:
         cfg = self.config
         x_train, y_train, s_train = self.features(model, spec, host, cfg.train, 1, "train")
         x_test, y_test, s_test = self.features(model, spec, host, cfg.test, cfg.clips, "test")
+        from vattfw.eval.labels import align_labels, split_label_names
+        # Ids by label_name: separately built splits number their classes independently.
+        y_train, y_test, _ = align_labels(y_train, s_train, split_label_names(cfg.train, host), y_test, s_test,
+                                          split_label_names(cfg.test, host), f"evaluator {self.prefix}")
         c = cfg.num_classes or int(max(y_train.max(), y_test.max())) + 1
         y_train = class_labels(y_train, c, f"evaluator {self.prefix} (train split)", s_train)
         y_test = class_labels(y_test, c, f"evaluator {self.prefix} (test split)", s_test)
         clf = vattfw.build("classifier", cfg.classifier, host, num_classes=c).fit(x_train[:, 0], y_train)
         n, v, d = x_test.shape
         scores = clf.scores(x_test.reshape(n * v, d)).reshape(n, v, -1).mean(1)
+        from vattfw.eval.labels import warn_one_class
+        warn_one_class(scores, y_test, f"evaluator {self.prefix}")
         return {f"{self.prefix}/top{k}": topk_accuracy(scores, y_test, k) for k in cfg.top_k}
 
 

@@ -135,6 +135,24 @@ class DropToken(nn.Module):
         return torch.gather(x, 1, idx.unsqueeze(-1).expand(batch, self.keep, dim))
 
 
+_WARNED: set[tuple] = set()
+
+
+def warn_length_once(owner: str, got: int, got_tokens: int, configured: int, buckets: int, hint: str) -> None:
+    """An input of another length than the tokenizer was configured for gives another token count,
+    served by resampling the positional table: legal (fine-tuning at 320x320 does it on purpose)
+    but, for audio, usually a data sample rate or clip length that does not match the model's."""
+    key = (owner, got, configured)
+    if got == configured or key in _WARNED:
+        return
+    _WARNED.add(key)
+    import logging
+    logging.getLogger("vattfw.model").warning(
+        "tokenizer %r: the input has %d samples per clip -> %d tokens, but the tokenizer was configured for "
+        "%d samples -> %d tokens; its %d positional buckets are resampled to %d. %s",
+        owner, got, got_tokens, configured, buckets, buckets, got_tokens, hint)
+
+
 def bad_shape(owner: str, expected: str, actual: Sequence[int], why: str = "") -> vattfw.UserError:
     why = f" ({why})" if why else ""
     return vattfw.UserError(vattfw.Problem(

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ._configs import DropTokenConfig, PositionConfig
-from ._position import DropToken, GridPositions, bad_shape, prod
+from ._position import DropToken, GridPositions, bad_shape, prod, warn_length_once
 
 # Checkpoints written before the STFT became a matmul hold torchaudio's (persistent) window and
 # filterbank; both are now recomputed at build time, so loading such a checkpoint drops them.
@@ -67,9 +67,11 @@ class SpectrogramTokenizer(nn.Module):
     provides_agg = False
 
     def __init__(self, dim: int, sample_rate: int, window_ms: float, hop: int, n_mels: int, patch: tuple[int, int],
-                 buckets: tuple[int, int], position: PositionConfig, drop_token: DropTokenConfig):
+                 buckets: tuple[int, int], position: PositionConfig, drop_token: DropTokenConfig,
+                 samples: int | None = None):
         super().__init__()
         self.dim, self.hop, self.patch = dim, hop, tuple(patch)
+        self.samples, self.sample_rate, self.buckets = samples, sample_rate, tuple(buckets)
         win = int(round(sample_rate * window_ms / 1000))
         self.mel = LogMel(sample_rate, win, hop, n_mels)
         self.proj = nn.Conv2d(1, dim, kernel_size=patch, stride=patch)
@@ -91,6 +93,10 @@ class SpectrogramTokenizer(nn.Module):
         spec = self.mel(audio)                                       # [B, frames, mels]
         x = self.proj(spec.unsqueeze(1).to(self.proj.weight.dtype))  # [B, d, ft, fm]
         grid = tuple(x.shape[2:])
+        if self.samples is not None and grid != self.buckets:
+            warn_length_once("spectrogram", shape[1], prod(grid), self.samples, prod(self.buckets),
+                             f"The tokenizer computes its mel frames for sample_rate {self.sample_rate} Hz; the "
+                             f"input length is data.audio.sample_rate x the clip window: make both match the model.")
         x = x.flatten(2).transpose(1, 2)
         return self.drop_token(self.pos(x, grid)), None
 

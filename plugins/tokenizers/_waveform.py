@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ._configs import DropTokenConfig, PositionConfig
-from ._position import DropToken, GridPositions, bad_shape
+from ._position import DropToken, GridPositions, bad_shape, warn_length_once
 
 
 class WaveformTokenizer(nn.Module):
@@ -32,6 +32,9 @@ class WaveformTokenizer(nn.Module):
             raise bad_shape("waveform", expected, shape, "audio too short")
         if audio.shape[1] % p:
             raise bad_shape("waveform", expected, shape, f"length not divisible by the patch {p}")
+        warn_length_once("waveform", audio.shape[1], audio.shape[1] // p, self.samples, self.buckets,
+                         "The input length is data.audio.sample_rate x the clip window (video frames x stride / "
+                         "fps); set the tokenizer's samples to it, or the data to the model's rate and length.")
         x = self.proj(audio.unsqueeze(1)).transpose(1, 2)   # [B, S/p, d]
         return self.drop_token(self.pos(x, (x.shape[1],))), None
 

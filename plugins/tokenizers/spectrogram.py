@@ -39,4 +39,4 @@ class Config(vattfw.PluginConfig):
 def build(config: Config, dim: int, **_) -> object:
     from ._spectrogram import SpectrogramTokenizer
     return SpectrogramTokenizer(dim, config.sample_rate, config.window_ms, config.hop(), config.n_mels, config.patch,
-                                config.buckets(), config.position, config.drop_token)
+                                config.buckets(), config.position, config.drop_token, config.samples)

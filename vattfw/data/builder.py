@@ -20,7 +20,11 @@ the decoder the readers use (:func:`decode_image`), so a corrupt one is skipped 
 Media bytes are stored as they are (no re-encoding).  Each clip is probed in a worker
 process; empty or undecodable files are skipped and listed in ``report.json``.  Output is
 deterministic: samples are sorted by key and tar headers carry no time or owner.
-Class names (string labels) become ids in sorted order, listed in ``classes.json``.
+Class names (string labels) become ids in sorted order, listed in ``classes.json``; with
+``classes`` (e.g. the training build's ``classes.json``) the ids are that list's order instead, so a
+test set missing a class keeps the training ids, and a name the list lacks is an error.
+Manifests whose columns have other names (ESC-50's ``filename,category``) map them with
+``path_column`` / ``label_column``.
 """
 from __future__ import annotations
 
@@ -81,7 +85,8 @@ def _sidecars(found: dict[str, str]) -> tuple[list[str], dict]:
     return captions, meta
 
 
-def collect_manifest(path: Path) -> list[dict]:
+def collect_manifest(path: Path, columns: dict[str, str] | None = None) -> list[dict]:
+    """``columns``: our field -> the manifest's column name, e.g. {"path": "filename", "label": "category"}."""
     rows: list[dict] = []
     if path.suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
@@ -93,6 +98,7 @@ def collect_manifest(path: Path) -> list[dict]:
                     rows.append(json.loads(line))
                 except ValueError as exc:
                     raise UserError(Problem(f"invalid JSON: {exc}", file=str(path), line=n)) from None
+    rows = _rename_columns(rows, columns or {}, path)
     items = []
     for n, row in enumerate(rows, 1):
         media = {}
@@ -116,6 +122,49 @@ def collect_manifest(path: Path) -> list[dict]:
             meta["labels"] = [x for x in meta["labels"].split("|") if x]
         items.append({"key": _key(key), "media": media, "origin": origin, "captions": caps, **meta})
     return sorted(items, key=lambda it: it["key"])
+
+
+def _rename_columns(rows: list[dict], columns: dict[str, str], path: Path) -> list[dict]:
+    """Rows with the manifest's ``columns`` renamed to our field names (the originals dropped)."""
+    columns = {ours: theirs for ours, theirs in columns.items() if theirs and theirs != ours}
+    if not columns or not rows:
+        return rows
+    have = list(dict.fromkeys(k for r in rows for k in r))
+    missing = [f"--{ours}-column {theirs!r}" for ours, theirs in columns.items() if theirs not in have]
+    if missing:
+        raise UserError(Problem(f"{', '.join(missing)}: no such column; the manifest's columns are "
+                                f"{', '.join(have)}", file=str(path)))
+    theirs = set(columns.values())
+    out = []
+    for row in rows:
+        new = {k: v for k, v in row.items() if k not in theirs and k not in columns}
+        new.update({ours: row.get(name) for ours, name in columns.items()})
+        out.append(new)
+    return out
+
+
+def read_classes(path: str) -> list[str]:
+    """A class list: a JSON list of names (``classes.json`` of a build) or one name per line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(Problem(f"--classes {path}: cannot read it ({exc.strerror or exc})")) from None
+    if p.suffix == ".json" or text.lstrip().startswith("["):
+        try:
+            names = json.loads(text)
+        except ValueError as exc:
+            raise UserError(Problem(f"--classes {path}: not JSON ({exc}); give a JSON list of class names "
+                                    f"(a build's classes.json) or one name per line")) from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise UserError(Problem(f"--classes {path}: expected a JSON list of class names"))
+    else:
+        names = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if not names or dupes:
+        why = f"names repeat: {', '.join(dupes)}" if dupes else "no class names"
+        raise UserError(Problem(f"--classes {path}: {why}"))
+    return names
 
 
 def _check_image_row(row: dict, media: dict, n: int, path: Path, line: int) -> None:
@@ -198,13 +247,18 @@ def probe_image(item: dict) -> dict:
 
 
 def build(src: str, out: str, max_count: int = 1000, max_bytes: int = 1 << 30, workers: int = 2,
-          label_from_folder: bool = False, source: str | None = None, progress: bool = True) -> dict:
-    """Build shards in ``out`` from a folder or manifest ``src``; returns the index."""
+          label_from_folder: bool = False, source: str | None = None, progress: bool = True,
+          classes: str | list[str] | None = None, columns: dict[str, str] | None = None) -> dict:
+    """Build shards in ``out`` from a folder or manifest ``src``; returns the index.  ``classes``:
+    the class list (or a file holding it) whose order gives the ids; ``columns``: manifest renames."""
     src_path = Path(src)
     if src_path.is_dir():
+        if any((columns or {}).values()):
+            raise UserError(Problem(f"{src}: --path-column/--label-column apply to a .csv/.jsonl manifest, "
+                                    f"not to a folder"))
         items = collect_folder(src_path, label_from_folder)
     elif src_path.is_file() and src_path.suffix in (".csv", ".jsonl"):
-        items = collect_manifest(src_path)
+        items = collect_manifest(src_path, columns)
     else:
         raise UserError(Problem(f"{src}: expected a folder of media files or a .csv/.jsonl manifest"))
     if not items:
@@ -214,7 +268,8 @@ def build(src: str, out: str, max_count: int = 1000, max_bytes: int = 1 << 30, w
     dupes = sorted({it["key"] for it in items if sum(1 for o in items if o["key"] == it["key"]) > 1})
     if dupes:
         raise UserError(Problem(f"{src}: sample keys are not unique: {', '.join(dupes[:5])}"))
-    classes = _classes(items)
+    classes = _classes(items, read_classes(classes) if isinstance(classes, str) else classes,
+                       classes if isinstance(classes, str) else "the given class list")
     name = source or src_path.stem
     writer = ShardWriter(out, max_count, max_bytes)
     skipped: list[dict] = []
@@ -251,13 +306,22 @@ def _probe_all(items: list[dict], workers: int, progress: bool):
                 yield r
 
 
-def _classes(items: list[dict]) -> list[str]:
+def _classes(items: list[dict], fixed: list[str] | None = None, origin: str = "") -> list[str]:
+    """The build's class list: its names sorted, or ``fixed`` (which must hold every name found)."""
     names = set()
     for it in items:
         for v in [it.get("label")] + list(it.get("labels") or []):
             if isinstance(v, str) and not v.lstrip("-").isdigit():
                 names.add(v)
-    return sorted(names)
+    if fixed is None:
+        return sorted(names)
+    unknown = sorted(names - set(fixed))
+    if unknown:
+        more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
+        raise UserError(Problem(f"--classes {origin}: the data has classes it does not list: "
+                                f"{', '.join(unknown[:10])}{more}; its classes are {', '.join(fixed[:20])}"
+                                f"{' ...' if len(fixed) > 20 else ''}"))
+    return list(fixed)
 
 
 def _label_id(v: Any, classes: list[str]) -> int | None:
@@ -275,7 +339,8 @@ def _json(item: dict, info: dict, source: str, classes: list[str]) -> bytes:
     labels = [_label_id(v, classes) for v in item.get("labels") or []]
     if label is not None:
         meta["label"] = label
-        meta["label_name"] = classes[label] if isinstance(item.get("label"), str) and classes else None
+        name = item.get("label")  # a class name; a numeric label ("3") names no class
+        meta["label_name"] = name if isinstance(name, str) and name in classes else None
     if labels:
         meta["labels"] = labels
     fields = dict(info)  # clips: duration, fps, modalities; images: width, height, modalities

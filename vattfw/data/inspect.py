@@ -11,13 +11,15 @@ from .pipeline import Sampler, Skip
 from .shards import built_pattern
 
 
-def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str = "pyav") -> dict:
+def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str = "pyav",
+            window: float = 3.2, short_clip: str = "loop") -> dict:
+    """``window`` (seconds) and ``short_clip`` are the loader settings the ``adjusted`` counts assume."""
     from ..spec.data import DataSection
     shards = resolve(Source(tuple(built_pattern(u) or u for u in patterns)))
     refs = [(u, r) for u, samples in zip(shards.urls, shards.samples) for r in samples]
     report: dict = {"shards": len(shards.urls), "samples": len(refs), "index_problems": shards.bad,
                     "members": {}, "scanned": 0, "duration_s": {}, "modalities": {}, "with_captions": 0,
-                    "labels": {}, "decoded": []}
+                    "labels": {}, "adjusted": {}, "decoded": []}
     for _, r in refs:
         for ext in r.members:
             report["members"][ext] = report["members"].get(ext, 0) + 1
@@ -36,6 +38,7 @@ def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str 
             sizes.append((int(meta["width"]), int(meta.get("height") or 0)))
         else:
             durations.append(float(meta.get("duration") or 0))
+            _adjustments(report["adjusted"], meta, window, short_clip)
         for m in meta.get("modalities", []):
             report["modalities"][m] = report["modalities"].get(m, 0) + 1
         report["with_captions"] += bool(meta.get("captions"))
@@ -49,7 +52,10 @@ def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str 
         report["classes"] = len(report["labels"])
     if sizes:
         report["image_sizes"] = _sizes(sizes)
-    data = DataSection.model_validate({"decoder": decoder, "text": {"vocabulary": None}})
+    if report["adjusted"]:
+        report["adjusted"] = {"window_s": window, "short_clip": short_clip, **report["adjusted"]}
+    data = DataSection.model_validate({"decoder": decoder, "text": {"vocabulary": None},
+                                       "audio": {"short_clip": short_clip}})
     sampler = Sampler(data, "train")
     for url, ref in refs[::max(1, len(refs) // max(1, decode))][:decode]:
         t = time.perf_counter()
@@ -70,6 +76,16 @@ def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str 
             entry["error"] = f"{type(exc).__name__}: {exc}"
         report["decoded"].append(entry)
     return report
+
+
+def _adjustments(counts: dict, meta: dict, window: float, short_clip: str) -> None:
+    """What the loader would change in this scanned clip (counted per reason, as its ``adjusted()``):
+    shorter than the window (looped or padded), no video or no audio stream (zeros, mask 0)."""
+    mods = meta.get("modalities") or []
+    hits = {"looped": short_clip == "loop", "padded": short_clip == "pad", "too_short (skipped)": short_clip == "skip"}
+    for reason, hit in ((next(r for r, on in hits.items() if on), float(meta.get("duration") or 0) < window),
+                        ("zero_video", "video" not in mods), ("zero_audio", "audio" not in mods)):
+        counts[reason] = counts.get(reason, 0) + int(hit)
 
 
 def _sizes(sizes: list[tuple[int, int]]) -> dict:

@@ -38,7 +38,7 @@ import torch
 
 from ..errors import Problem, UserError
 from . import tarindex, urls
-from .pipeline import REASONS, Sampler, Skip
+from .pipeline import ADJUSTMENTS, REASONS, Sampler, Skip
 
 log = logging.getLogger("vattfw.data")
 STATE_VERSION = 1
@@ -269,6 +269,7 @@ class BatchMaker(torch.utils.data.IterableDataset):
 
     def make(self, b: int) -> dict[str, torch.Tensor]:
         skipped = np.zeros(len(REASONS), np.int64)
+        adjusted = self.sampler.adjusted.copy()
         if self.train:
             slots = [(s, b * k + j) for s, k in enumerate(self.counts) for j in range(k)]
             order = _rng(self.seed, _BATCH_SALT, b).permutation(len(slots))
@@ -277,6 +278,7 @@ class BatchMaker(torch.utils.data.IterableDataset):
         else:
             out = self._eval_batch(b, skipped)
         out["_skipped"] = torch.from_numpy(skipped)
+        out["_adjusted"] = torch.from_numpy(self.sampler.adjusted - adjusted)
         return out
 
     def _eval_batch(self, b: int, skipped: np.ndarray) -> dict[str, torch.Tensor]:
@@ -326,6 +328,7 @@ class ClipLoader:
         self.fingerprint = fingerprint
         self.batches = 0
         self._skipped = np.zeros(len(REASONS), np.int64)
+        self._adjusted = np.zeros(len(ADJUSTMENTS), np.int64)  # samples used but changed, per reason
         for sh in maker.shards:
             for reason, n in sh.bad.items():
                 self._skipped[REASONS.index(reason)] += n
@@ -351,11 +354,16 @@ class ClipLoader:
                                                   multiprocessing_context=worker_context()))
         for batch in it:
             self._skipped += batch.pop("_skipped").numpy()
+            self._adjusted += batch.pop("_adjusted").numpy()
             self.batches += 1
             yield batch
 
     def skipped(self) -> dict[str, int]:
         return {r: int(n) for r, n in zip(REASONS, self._skipped)}
+
+    def adjusted(self) -> dict[str, int]:
+        """Samples used but changed, per reason (``pipeline.ADJUSTMENTS``): looped, padded, zero_video..."""
+        return {r: int(n) for r, n in zip(ADJUSTMENTS, self._adjusted)}
 
     def position(self) -> list[dict[str, int]]:
         """Per source: epoch, shard cursor (index in the host's epoch order) and offset in it."""
@@ -377,7 +385,7 @@ class ClipLoader:
         return {"version": STATE_VERSION, "batches": self.batches, "seed": m.seed, "split": "train" if m.train
                 else "eval", "batch_size": m.batch_size, "process_index": m.host, "process_count": m.hosts,
                 "fingerprint": self.fingerprint, "sources": self.position(),
-                "skipped": self.skipped()}
+                "skipped": self.skipped(), "adjusted": self.adjusted()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         m = self.maker
@@ -393,6 +401,7 @@ class ClipLoader:
                                     + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())))
         self.batches = int(state["batches"])
         self._skipped = np.array([int(state.get("skipped", {}).get(r, 0)) for r in REASONS], np.int64)
+        self._adjusted = np.array([int(state.get("adjusted", {}).get(r, 0)) for r in ADJUSTMENTS], np.int64)
 
 
 def worker_context():

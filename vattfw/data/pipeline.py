@@ -19,6 +19,9 @@ from .decode import AUDIO_EXTS, VIDEO_EXTS, DecodeError, open_clip, resample
 from .text import Tokenizer
 
 REASONS = ("unreadable", "corrupt_tar", "truncated", "undecodable", "missing_modality", "too_short", "empty")
+# Samples used, but changed on the way: a short clip looped or padded to the window, a missing
+# video or audio stream given zeros (mask 0).  Counted per reason, like the skips.
+ADJUSTMENTS = ("looped", "padded", "zero_video", "zero_audio")
 
 
 class Skip(Exception):
@@ -50,6 +53,7 @@ class Sampler:
         self.shapes = Shapes(self.video.frames, self.video.size, int(round(self.window * sr)),
                              data.text.candidates, data.text.max_words, data.num_classes)
         self._tok: Tokenizer | None = None
+        self.adjusted = np.zeros(len(ADJUSTMENTS), np.int64)  # per reason, samples returned so far
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -99,7 +103,14 @@ class Sampler:
                 raise Skip("empty", "no frames")
             for video, vmask in self._pixels(frames, rng):
                 out.append(self._pack(video, vmask, audio, amask, text, text_mask, meta))
+        self._count(short, has_video, audio_src is not None)
         return out
+
+    def _count(self, short: bool, has_video: bool, has_audio: bool) -> None:
+        for reason, hit in (("looped", short and self.data.audio.short_clip == "loop"),
+                            ("padded", short and self.data.audio.short_clip == "pad"),
+                            ("zero_video", not has_video), ("zero_audio", not has_audio)):
+            self.adjusted[ADJUSTMENTS.index(reason)] += hit
 
     def _starts(self, duration: float, rng) -> list[float]:
         spare = max(0.0, duration - self.window)
