@@ -12,9 +12,10 @@ class WaveformTokenizer(nn.Module):
     provides_agg = False
 
     def __init__(self, dim: int, patch: int, samples: int, buckets: int, position: PositionConfig,
-                 drop_token: DropTokenConfig):
+                 drop_token: DropTokenConfig, normalize: str = "none"):
         super().__init__()
         self.dim, self.patch, self.samples, self.buckets = dim, patch, samples, buckets
+        self.normalize = normalize
         self.proj = nn.Conv1d(1, dim, kernel_size=patch, stride=patch)
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
@@ -35,7 +36,15 @@ class WaveformTokenizer(nn.Module):
         warn_length_once("waveform", audio.shape[1], audio.shape[1] // p, self.samples, self.buckets,
                          "The input length is data.audio.sample_rate x the clip window (video frames x stride / "
                          "fps); set the tokenizer's samples to it, or the data to the model's rate and length.")
-        x = self.proj(audio.unsqueeze(1)).transpose(1, 2)   # [B, S/p, d]
+        x = self.proj(self.scale(audio).unsqueeze(1)).transpose(1, 2)   # [B, S/p, d]
         return self.drop_token(self.pos(x, (x.shape[1],))), None
+
+    def scale(self, audio: torch.Tensor) -> torch.Tensor:
+        """Per-clip peak or RMS normalisation (a silent clip stays zero: the floor only avoids 0/0)."""
+        if self.normalize == "peak":
+            return audio / audio.abs().amax(1, keepdim=True).clamp(min=1e-4)
+        if self.normalize == "rms":
+            return audio * torch.rsqrt(audio.pow(2).mean(1, keepdim=True).clamp(min=1e-8))
+        return audio
 
 

@@ -6,6 +6,8 @@ Input ``[B, S]`` -> ``[B, S/patch, d]`` with one learned table of ``buckets`` po
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 import vattfw
@@ -19,6 +21,11 @@ class Config(vattfw.PluginConfig):
     buckets: int | None = Field(None, ge=1, description="Positional buckets; null = samples // patch (1200).")
     position: PositionConfig = Field(default_factory=PositionConfig, description="Positional table.")
     drop_token: DropTokenConfig = Field(default_factory=DropTokenConfig, description="DropToken (training only).")
+    normalize: Literal["none", "peak", "rms"] = Field(
+        "none", description="Per-clip scaling before the patch projection: none = the stored waveform as is (the "
+        "released code); peak = divided by its max |x| (the paper's 'normalized to [-1, 1]' read per clip); rms = "
+        "divided by its root mean square (unit power: loudness-invariant, and the tokens' content part is ~0.18 of "
+        "the LayerNormed positions at init instead of ~0.01 for a -25 dBFS clip).")
 
     def n_buckets(self) -> object:
         return self.buckets or self.samples // self.patch
@@ -26,4 +33,5 @@ class Config(vattfw.PluginConfig):
 
 def build(config: Config, dim: int, **_) -> object:
     from ._waveform import WaveformTokenizer
-    return WaveformTokenizer(dim, config.patch, config.samples, config.n_buckets(), config.position, config.drop_token)
+    return WaveformTokenizer(dim, config.patch, config.samples, config.n_buckets(), config.position, config.drop_token,
+                             config.normalize)
