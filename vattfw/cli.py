@@ -8,7 +8,7 @@ import sys
 
 from .errors import PluginError, UserError
 
-COMMANDS = ["plugins", "validate", "run", "bench", "summary", "eval", "sweep", "data"]
+COMMANDS = ["plugins", "validate", "run", "bench", "summary", "eval", "sweep", "data", "checkpoint"]
 EXIT_USER_ERROR = 2
 
 
