@@ -52,11 +52,23 @@ class XlaBackend:
 
     @property
     def process_index(self) -> int:
+        forced = _forced_process()
+        if forced:
+            return forced[0]
         import torch_xla.runtime as xr
         return int(xr.process_index())
 
     @property
     def process_count(self) -> int:
+        forced = _forced_process()
+        if forced:
+            return forced[1]
+        import torch_xla.runtime as xr
+        return int(xr.process_count())
+
+    @staticmethod
+    def _runtime_hosts() -> int:
+        """Processes of the XLA runtime itself (a forced process count is not one runtime)."""
         import torch_xla.runtime as xr
         return int(xr.process_count())
 
@@ -70,7 +82,9 @@ class XlaBackend:
         return self.process_index, self.process_count
 
     def barrier(self) -> None:
-        if self.process_count > 1:
+        if _forced_process():
+            _file_barrier(*_forced_process())
+        elif self.process_count > 1:
             import torch_xla.core.xla_model as xm
             xm.rendezvous("vattfw-barrier")
 
@@ -123,7 +137,10 @@ class XlaBackend:
         sharding = None
         if self._spmd and specs is not None:
             import torch_xla.distributed.spmd as xs
-            sharding = {k: xs.ShardingSpec(self._mesh, s) for k, s in specs.items()}
+            # minibatch: on several hosts each one uploads only its rows and torch_xla assembles the
+            # global batch from the per-host pieces (no host holds the global batch).
+            hosts = self._runtime_hosts() > 1
+            sharding = {k: xs.ShardingSpec(self._mesh, s, minibatch=hosts) for k, s in specs.items()}
         # Small prefetch: the loader's iterator runs ahead by at most this many batches,
         # which bounds the data states the engine keeps for exact resume.  ParallelLoader is
         # what MpDeviceLoader wraps, used directly for its close(): its upload threads run
@@ -227,11 +244,48 @@ class XlaBackend:
 
     # -- checkpoints -------------------------------------------------------------
     def save_checkpoint(self, root, step, model, optimizer, meta, keep_last):
-        """``model.pt`` / ``optimizer.pt`` of CPU tensors: ``.cpu()`` gathers each sharded tensor,
-        so the checkpoint resumes on any mesh of one host."""
+        """One process: ``model.pt`` / ``optimizer.pt`` of CPU tensors (``.cpu()`` gathers each
+        sharded tensor).  Several: each writes only the pieces it owns (:mod:`vattfw.engine.shards`),
+        since a tensor sharded over other hosts' devices cannot be gathered here.  Either resumes
+        on any mesh."""
         from ..engine import checkpoint as ckpt
-        state = {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict())}
-        return ckpt.save(root, step, state, meta, keep_last)
+        if self.process_count == 1:
+            state = {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict())}
+            return ckpt.save(root, step, state, meta, keep_last)
+        from ..engine import shards
+        layout, tensors = shards.layout_of(model.state_dict(), optimizer.state_dict())
+        pieces = {key: self._owned_pieces(t) for key, t in tensors.items()}
+        return shards.save(root, step, {k: v for k, v in pieces.items() if v}, layout, meta, keep_last,
+                           (self.process_index, self.process_count), self.barrier)
+
+    def _owned_pieces(self, tensor: torch.Tensor) -> list:
+        """[(index, CPU tensor)] of the shards of ``tensor`` this process writes: of the copies of
+        each shard, the one torch_xla numbers replica 0, when it lies on this process's devices.
+        A tensor without a sharding (replicated, or on the CPU) is written whole by process 0."""
+        import torch_xla
+        whole = tuple((0, s) for s in tensor.shape)
+        spec = torch_xla._XLAC._get_xla_sharding_spec(tensor) if tensor.device.type == "xla" else ""
+        if not spec:
+            return [(whole, tensor.detach().cpu().clone())] if self.process_index == 0 else []
+        data = torch_xla._XLAC._get_local_shards([tensor])[0]
+        where = torch_xla._XLAC._get_local_shard_replica_and_indices([tensor])[0]
+        out = []
+        for (shard, device), (replica, indices) in zip(data, where):
+            if replica != 0 or not self._on_my_devices(device):
+                continue
+            index = whole if indices is Ellipsis else tuple((s.start, s.stop) for s in indices)
+            unpadded = shard[tuple(slice(0, b - a) for a, b in index)]  # the last shard may carry padding
+            out.append((index, unpadded.detach().cpu().clone()))
+        return out
+
+    def _on_my_devices(self, device: str) -> bool:
+        """Local shards are this process's own, except under a forced process count, where one
+        runtime holds every device: process i then stands for the i-th block of devices."""
+        forced = _forced_process()
+        if not forced:
+            return True
+        ordinal = int(device.rsplit(":", 1)[1])
+        return ordinal * forced[1] // self.device_count() == forced[0]
 
     def open_checkpoint(self, path) -> "_FileCheckpoint":
         return _FileCheckpoint(path, self)
@@ -282,6 +336,41 @@ class _FileCheckpoint:
     def load_optimizer(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         optimizer.load_state_dict(self._state.pop("optimizer"))
         self._backend._shard_optimizer_state(model, optimizer)
+
+
+def _forced_process() -> tuple[int, int] | None:
+    """``VATTFW_FORCE_PROCESS=i/n`` (tests only): act as process i of n on one host, to exercise
+    the per-host data and checkpoint paths without a pod.  Each such process is its own XLA
+    runtime; barriers go through files in ``VATTFW_FORCE_BARRIER`` (a folder all of them share)."""
+    value = os.environ.get("VATTFW_FORCE_PROCESS")
+    if not value:
+        return None
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        from ..errors import Problem, UserError
+        raise UserError(Problem(f"VATTFW_FORCE_PROCESS={value!r}: expected INDEX/COUNT with 0 <= INDEX < COUNT"))
+    return i, n
+
+
+_barriers = [0]  # barriers passed by this process: every process passes the same ones in order
+
+
+def _file_barrier(index: int, count: int, timeout_s: float = 600) -> None:
+    import time
+    from pathlib import Path
+    folder = Path(os.environ.get("VATTFW_FORCE_BARRIER", ""))
+    if not folder.is_dir():
+        raise RuntimeError("VATTFW_FORCE_PROCESS with a count > 1 needs VATTFW_FORCE_BARRIER=FOLDER (shared)")
+    _barriers[0] += 1
+    (folder / f"barrier-{_barriers[0]}-{index}").touch()
+    deadline = time.monotonic() + timeout_s
+    while not all((folder / f"barrier-{_barriers[0]}-{j}").exists() for j in range(count)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"barrier {_barriers[0]}: not every one of {count} processes arrived")
+        time.sleep(0.05)
 
 
 def _to_cpu(obj: Any) -> Any:

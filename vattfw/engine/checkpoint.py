@@ -138,4 +138,10 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                                 f"do not match meta.json)", "checkpoint.resume"))
     meta = json.loads((path / "meta.json").read_text())
     tensors = {f[:-3]: torch.load(path / f, map_location="cpu", weights_only=False) for f in meta["files"]}
+    if meta.get("shards"):  # written per host (engine/shards.py): whole tensors from every host's pieces
+        from .shards import merge
+        try:
+            tensors = merge(tensors, str(path))
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise UserError(Problem(f"{path} is not a usable vattfw checkpoint: {exc}", "checkpoint.resume")) from None
     return tensors, meta

@@ -468,7 +468,7 @@ class Trainer:
                 self.trackers.close()
         if error:
             from rich.markup import escape
-            self._print(f"[red]error:[/red] {escape(error)}")
+            self._print(f"[red]error:[/red] {escape(error)}", every_process=True)
         if self.stop_signal:
             self._print(f"stopped by {signal.Signals(self.stop_signal).name} at step {self.step}; "
                         f"checkpoint {self.last_checkpoint}; resume with the same command")
@@ -649,9 +649,13 @@ class Trainer:
         summary["run_dir"] = str(self.run_dir)
         return summary
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, every_process: bool = False) -> None:
+        """One line on stderr from process 0 only, or (``every_process``: a fatal error, which may
+        be this process's alone) from any process, naming it."""
         if hasattr(self, "backend") and not self.backend.is_main_process:
-            return  # one process speaks for the run
+            if not every_process:
+                return  # one process speaks for the run
+            text = f"process {self.backend.process_index}: {text}"
         from rich.console import Console
         (self.console or Console(stderr=True)).print(text, soft_wrap=True)  # one message, one line
 
