@@ -35,3 +35,9 @@ class UserError(Exception):
 class PluginError(Exception):
     """A plugin is broken (fails to import, registers a clashing name, ...).
     The message names the distribution, the entry point and the hook."""
+
+
+class DataError(Exception):
+    """Training data cannot be read: storage still failing after its retries, or every sample
+    tried for one batch slot unusable.  A run reports it in one line after a checkpoint
+    (exit status 1): nothing about the spec is wrong, the data or the store is."""

@@ -10,7 +10,7 @@ import vattfw
 
 class Config(vattfw.PluginConfig):
     urls: list[str] = Field(description="Shard URLs or brace patterns, e.g. s3://bucket/clips/shard-{000000..000099}.tar; "
-                                        "a single string is accepted.")
+                                        "a single string is accepted.", json_schema_extra={"path": True})
     weight: float = Field(1.0, gt=0, description="Share of every batch, relative to the other sources' weights.")
     require: list[Literal["video", "audio", "text"]] = Field(
         default_factory=lambda: ["video"],

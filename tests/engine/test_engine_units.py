@@ -28,8 +28,28 @@ def test_mesh_fills_the_wildcard_and_rejects_sizes_that_do_not_fit():
 def test_batch_must_split_over_data_times_fsdp():
     sizes = {"data": 2, "fsdp": 2, "tensor": 1}
     assert check_batch(16, 2, 1, sizes) == 8
-    with pytest.raises(vattfw.UserError, match=r"must divide by data x fsdp = 2 x 2 = 4"):
+    with pytest.raises(vattfw.UserError, match=r"must divide by the mesh's data x fsdp size \(2 x 2 = 4\)"):
         check_batch(12, 2, 1, sizes)
+    with pytest.raises(vattfw.UserError, match=r"global_batch_size 15 must divide by it"):
+        check_batch(15, 2, 1, sizes)
+    with pytest.raises(vattfw.UserError, match=r"\(12 clips\) must divide by the 8 hosts"):
+        check_batch(24, 2, 8, {"data": 4, "fsdp": 1, "tensor": 1})
+
+
+def test_one_batch_check_for_spec_engine_and_loader(tmp_path):
+    # validation (mesh fixed), the engine (devices counted) and the loader (hosts) give one message
+    from vattfw.data import per_host_batch
+    from vattfw.spec.loader import validate
+    bad = {"mesh": {"data": 4, "fsdp": 1}, "train": {"global_batch_size": 10}}
+    with pytest.raises(vattfw.UserError) as at_validation:
+        validate(bad, vattfw.default_host())
+    with pytest.raises(vattfw.UserError) as at_run:
+        check_batch(10, 1, 1, {"data": 4, "fsdp": 1, "tensor": 1})
+    assert at_validation.value.problems[0].message == at_run.value.problems[0].message
+    spec = validate({"train": {"global_batch_size": 12, "grad_accumulation": 2}}, vattfw.default_host())
+    assert per_host_batch(spec, 2) == 3
+    with pytest.raises(vattfw.UserError, match=r"\(6 clips\) must divide by the 4 hosts"):
+        per_host_batch(spec, 4)
 
 
 class Block(nn.Module):

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import Problem, UserError
 
 
 def register(sub) -> None:
@@ -33,6 +38,9 @@ def register(sub) -> None:
     i.add_argument("--scan", type=int, default=200, help="samples whose metadata is read (default 200)")
     i.add_argument("--decode", type=int, default=3, help="samples decoded end to end (default 3)")
     i.add_argument("--decoder", choices=["pyav", "torchcodec"], default="pyav")
+    i.add_argument("--verify", action="store_true",
+                   help="read every shard and check its .idx sidecar against the tar (a stale or damaged "
+                        "index is a problem); without it the sidecars are trusted")
     i.add_argument("--window", type=float, default=3.2, metavar="SECONDS",
                    help="clip window the 'adjusted' counts assume (default 3.2: the paper's 32 frames at 10 fps; "
                         "a spec's is frames x stride / fps)")
@@ -47,8 +55,23 @@ def register(sub) -> None:
     d.set_defaults(func=run_demo)
 
 
+def writable_folder(out: str) -> None:
+    """``out`` is, or can be made, a folder this process can write to: else one UserError."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(Problem(f"{out} exists and is not a folder; give a folder for the shards"))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(Problem(f"cannot write shards to {out}: {exc.strerror or exc}")) from None
+
+
 def run_build(args) -> int:
     from ..data.builder import build
+    writable_folder(args.out)
     index = build(args.src, args.out, args.max_count, int(args.max_bytes), args.workers, args.label_from_folder,
                   args.source, classes=args.classes,
                   columns={"path": args.path_column, "label": args.label_column})
@@ -72,6 +95,8 @@ def run_demo(args) -> int:
 def run_inspect(args) -> int:
     from ..data.inspect import inspect
     report = inspect(args.urls, args.scan, args.decode, args.decoder, window=args.window,
-                     short_clip=args.short_clip)
+                     short_clip=args.short_clip, verify=args.verify)
     print(json.dumps(report, indent=1, sort_keys=False))
-    return 0
+    for problem in report["problems"]:
+        print(f"problem: {problem}", file=sys.stderr)
+    return 1 if report["problems"] else 0

@@ -40,6 +40,8 @@ from .images import IMAGE_EXTS, decode_image, image_member
 from .shards import ShardWriter, sample_json
 
 MEDIA_EXTS = VIDEO_EXTS + AUDIO_EXTS
+
+
 def _key(rel: str) -> str:
     # webdataset splits a key from its extension at the first dot of the file name.
     return re.sub(r"[.\s]", "_", rel)

@@ -8,6 +8,8 @@ job (``resample``), the same for both.  ``benchmarks/data.py`` measures the two.
 from __future__ import annotations
 
 import io
+import os
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -70,7 +72,7 @@ class _PyAVClip:
                     continue
                 t = float(frame.pts * s.time_base)
                 while i < len(times) and prev is not None and times[i] < t:
-                    out[i] = prev_img if prev_img is not None else prev.to_ndarray(format="rgb24")
+                    out[i] = prev_img if prev_img is not None else _rgb(prev)
                     prev_img = out[i]
                     i += 1
                 if i >= len(times):
@@ -81,7 +83,7 @@ class _PyAVClip:
                 raise DecodeError(f"video: {exc}") from None
         if prev is None:
             raise DecodeError("video stream has no frames")
-        last = prev_img if prev_img is not None else prev.to_ndarray(format="rgb24")
+        last = prev_img if prev_img is not None else _rgb(prev)
         for j in range(i, len(times)):
             out[j] = last
         return np.stack(out)
@@ -118,6 +120,13 @@ class _PyAVClip:
         wave = np.concatenate(chunks).astype(np.float32)
         lo = max(0, int(round((start - first_t) * rate)))
         return wave[lo:lo + int(round(duration * rate))], rate
+
+
+def _rgb(frame) -> np.ndarray:
+    """uint8 [H, W, 3].  One scaler thread: PyAV's default (0 = one per core) starts a
+    thread pool on every call, which costs more than converting a clip-sized frame, and the
+    loader already runs one decoding worker per core.  The pixels are the same either way."""
+    return frame.to_ndarray(format="rgb24", threads=1)
 
 
 def _as_float(x: np.ndarray, fmt: str) -> np.ndarray:
@@ -177,6 +186,29 @@ class _TorchCodecClip:
         except Exception as exc:
             raise DecodeError(f"audio: {exc}") from None
         return s.data.mean(dim=0).numpy().astype(np.float32), int(s.sample_rate)
+
+
+@contextmanager
+def one_torch_thread():
+    """torch's CPU ops (resampling, augmentation) on one thread while a batch is made.
+
+    Decoding runs in one worker process per core, or (``num_workers: 0``) in the device loader's
+    thread next to the training step: more threads per decoder only contend for the same
+    cores.  DataLoader workers already run with one; this covers the in-process case.  With
+    torch's OpenMP runtime the count is per calling thread, and it is restored afterwards."""
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def default_workers() -> int:
+    """``data.num_workers: auto``: one decoding worker process per core this process may use."""
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def open_clip(blob: bytes, decoder: str = "pyav"):

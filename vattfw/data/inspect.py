@@ -4,20 +4,63 @@ from __future__ import annotations
 import json
 import time
 
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import Problem, UserError
 from . import tarindex, urls
 from .images import decode_image, image_member
-from .loader import Source, resolve
 from .pipeline import Sampler, Skip
 from .shards import built_pattern
 
 
+def read_shard(url: str, verify: bool) -> tuple[list[tarindex.SampleRef], list[str]] | None:
+    """(samples, problems) of one shard, None when it does not exist.  Its index sidecar is used when there is one; with
+    ``verify`` the tar is read too and scanned, and a sidecar that does not describe it (stale,
+    or the tar was damaged since) is a problem: the scan's samples are used instead."""
+    where = urls.redact(url)
+    problems, refs = [], None
+    try:
+        refs = tarindex.loads(urls.read_range(url + tarindex.SUFFIX))
+    except urls.NotFound:
+        pass
+    except ValueError as exc:
+        problems.append(f"{where}{tarindex.SUFFIX}: unreadable index sidecar ({exc}); the tar was scanned")
+    if refs is None or verify:
+        try:
+            blob = urls.read_range(url)
+        except urls.NotFound:
+            return None
+        scanned, problem = tarindex.examine(blob)
+        if problem:
+            problems.append(f"{where}: {problem}")
+        if refs is not None and tarindex.dumps(refs, len(blob)) != tarindex.dumps(scanned, len(blob)):
+            problems.append(f"{where}{tarindex.SUFFIX}: does not match the tar ({len(refs)} samples indexed, "
+                            f"{len(scanned)} found): stale, or the tar was damaged; rebuild, or delete the sidecar")
+        refs = scanned
+    if not refs and not any(p.startswith(where + ":") for p in problems):
+        problems.append(f"{where}: no samples (an empty tar)")
+    return refs, problems
+
+
 def inspect(patterns: list[str], scan: int = 200, decode: int = 3, decoder: str = "pyav",
-            window: float = 3.2, short_clip: str = "loop") -> dict:
-    """``window`` (seconds) and ``short_clip`` are the loader settings the ``adjusted`` counts assume."""
+            window: float = 3.2, short_clip: str = "loop", verify: bool = False) -> dict:
+    """``window`` (seconds) and ``short_clip`` are the loader settings the ``adjusted`` counts assume;
+    ``verify``: check every index sidecar against its tar.  ``problems``: one line per bad shard."""
     from ..spec.data import DataSection
-    shards = resolve(Source(tuple(built_pattern(u) or u for u in patterns)))
-    refs = [(u, r) for u, samples in zip(shards.urls, shards.samples) for r in samples]
-    report: dict = {"shards": len(shards.urls), "samples": len(refs), "index_problems": shards.bad,
+    expanded = [u for p in patterns for u in urls.expand(built_pattern(p) or p)]
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(lambda u: read_shard(u, verify), expanded))
+    except urls.StorageError as exc:
+        raise UserError(Problem(str(exc))) from None
+    missing = [urls.redact(u) for u, f in zip(expanded, found) if f is None]
+    if missing:
+        raise UserError(Problem(f"{'shard' if len(missing) == 1 else 'shards'} {', '.join(missing[:5])}"
+                                f"{f' (and {len(missing) - 5} more)' if len(missing) > 5 else ''} "
+                                f"{'does' if len(missing) == 1 else 'do'} not exist"))
+    refs = [(u, r) for u, (samples, _) in zip(expanded, found) for r in samples]
+    report: dict = {"shards": len(expanded), "samples": len(refs), "verified": verify,
+                    "problems": [p for _, found_problems in found for p in found_problems],
                     "members": {}, "scanned": 0, "duration_s": {}, "modalities": {}, "with_captions": 0,
                     "labels": {}, "adjusted": {}, "decoded": []}
     for _, r in refs:

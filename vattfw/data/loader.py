@@ -18,7 +18,9 @@ resume exact and the output independent of the worker count.
   (seed, source, epoch, shard, index).  A sample that cannot be used (corrupt, truncated,
   undecodable, missing a required modality, too short) is counted, logged with its shard
   and key, and replaced by a sample drawn from the same epoch with an RNG seeded by
-  (seed, source, position, attempt): still deterministic.
+  (seed, source, position, attempt): still deterministic.  Each bad sample is counted once:
+  the loader remembers it (across epochs, workers and resume, in its state) and later skips
+  it without reading it again, which changes no batch (the same replacement is drawn).
 * Worker ``w`` of ``N`` makes batches ``b = w, w+N, ...``; the torch DataLoader hands them
   out in order.  The loader's state is the number of batches handed out (plus the settings
   that must match on resume) -- a few integers.
@@ -36,13 +38,19 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..errors import Problem, UserError
+from ..errors import DataError, Problem, UserError
 from . import tarindex, urls
+from .decode import one_torch_thread
 from .pipeline import ADJUSTMENTS, REASONS, Sampler, Skip
 
 log = logging.getLogger("vattfw.data")
 STATE_VERSION = 1
 _BATCH_SALT = 0x5EED_BA7C
+MAX_REMEMBERED = 100_000  # bad samples remembered (a few MB of loader state at most)
+
+
+class TooManyBad(DataError, RuntimeError):
+    """Every sample tried for one batch slot was unusable."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,8 @@ def resolve(source: Source, retries: int = 5, backoff_s: float = 0.5, threads: i
     def one(url: str) -> tuple[list[tarindex.SampleRef], dict[str, int]] | None:
         try:
             text = urls.read_range(url + tarindex.SUFFIX, retries=retries, backoff_s=backoff_s)
-            return tarindex.loads(text), {}
+            refs = tarindex.loads(text)
+            return refs, _empty(refs, url)
         except urls.NotFound:
             pass
         except ValueError:
@@ -91,7 +100,7 @@ def resolve(source: Source, retries: int = 5, backoff_s: float = 0.5, threads: i
         except urls.NotFound:
             return None
         refs, complete = tarindex.scan(blob, urls.redact(url))
-        return refs, ({} if complete else {"corrupt_tar": 1})
+        return refs, ({} if complete else {"corrupt_tar": 1}) or _empty(refs, url)
 
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -110,6 +119,13 @@ def resolve(source: Source, retries: int = 5, backoff_s: float = 0.5, threads: i
         for k, v in b.items():
             bad[k] = bad.get(k, 0) + v
     return Shards(expanded, [f[0] for f in found], bad)
+
+
+def _empty(refs: list, url: str) -> dict[str, int]:
+    if refs:
+        return {}
+    log.warning("%s: the shard holds no sample (an empty tar); it is left out", urls.redact(url))
+    return {"empty_shard": 1}
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -208,6 +224,7 @@ class BatchMaker(torch.utils.data.IterableDataset):
         self.train = split == "train"
         self.retries, self.backoff_s, self.max_bad = retries, backoff_s, max_bad
         self.first_batch = 0
+        self.known_bad: set[tuple[int, int, int]] = set()  # (source, shard, index): skipped unread
         self._aws = urls.aws_environment()
         if self.train:
             # one order of the global batch's samples on every host; each reads its rows of it
@@ -227,7 +244,9 @@ class BatchMaker(torch.utils.data.IterableDataset):
         self.num_batches = -(-per_host // self.batch_size)
 
     # -- reading one sample ------------------------------------------------------
-    def _load(self, src: int, shard: int, index: int, rng, skipped: np.ndarray):
+    def _load(self, src: int, shard: int, index: int, rng, skipped: list):
+        if (src, shard, index) in self.known_bad:
+            return None
         ref = self.shards[src].samples[shard][index]
         url = self.shards[src].urls[shard]
         try:
@@ -243,18 +262,18 @@ class BatchMaker(torch.utils.data.IterableDataset):
                 raise Skip("truncated", str(exc)) from None
             return self.sampler(members, self.sources[src].require, rng)
         except Skip as skip:
-            skipped[REASONS.index(skip.reason)] += 1
-            log.warning("skipped %s in %s (%s): %s", ref.key, urls.redact(url), skip.reason, skip.detail)
-            return None
+            reason, detail = skip.reason, skip.detail
         except Exception as exc:  # a decoder crash on hostile bytes must not end the run
-            if isinstance(exc, urls.StorageError):
+            if isinstance(exc, DataError):
                 raise
-            skipped[REASONS.index("undecodable")] += 1
-            log.warning("skipped %s in %s (undecodable): %s: %s", ref.key, urls.redact(url),
-                        type(exc).__name__, exc)
-            return None
+            reason, detail = "undecodable", f"{type(exc).__name__}: {exc}"
+        skipped.append((src, shard, index, REASONS.index(reason)))
+        if len(self.known_bad) < MAX_REMEMBERED:
+            self.known_bad.add((src, shard, index))
+        log.warning("skipped %s in %s (%s): %s", ref.key, urls.redact(url), reason, detail)
+        return None
 
-    def _train_row(self, src: int, position: int, skipped: np.ndarray) -> dict[str, torch.Tensor]:
+    def _train_row(self, src: int, position: int, skipped: list) -> dict[str, torch.Tensor]:
         stream = self.streams[src]
         where = position
         for attempt in range(self.max_bad + 1):
@@ -264,12 +283,12 @@ class BatchMaker(torch.utils.data.IterableDataset):
             if rows is not None:
                 return rows[0]
             where = stream.replacement(position, attempt)
-        raise RuntimeError(f"datasource #{src} ({self.sources[src].name or 'webdataset'}): {self.max_bad + 1} "
-                           f"samples in a row could not be used; see the skipped-sample warnings")
+        raise TooManyBad(f"datasource #{src} ({self.sources[src].name or 'webdataset'}): {self.max_bad + 1} "
+                         f"samples in a row could not be used; see the skipped-sample warnings")
 
     def make(self, b: int) -> dict[str, torch.Tensor]:
-        skipped = np.zeros(len(REASONS), np.int64)
         adjusted = self.sampler.adjusted.copy()
+        skipped: list[tuple[int, int, int, int]] = []  # (source, shard, index, reason) newly found bad
         if self.train:
             slots = [(s, b * k + j) for s, k in enumerate(self.counts) for j in range(k)]
             order = _rng(self.seed, _BATCH_SALT, b).permutation(len(slots))
@@ -277,11 +296,11 @@ class BatchMaker(torch.utils.data.IterableDataset):
             out = collate([self._train_row(*slots[i], skipped) for i in mine])
         else:
             out = self._eval_batch(b, skipped)
-        out["_skipped"] = torch.from_numpy(skipped)
+        out["_bad"] = torch.tensor(skipped, dtype=torch.int64).reshape(-1, 4)
         out["_adjusted"] = torch.from_numpy(self.sampler.adjusted - adjusted)
         return out
 
-    def _eval_batch(self, b: int, skipped: np.ndarray) -> dict[str, torch.Tensor]:
+    def _eval_batch(self, b: int, skipped: list) -> dict[str, torch.Tensor]:
         views = self.sampler.views()
         rows, valid, sample = [], [], []
         for j in range(b * self.batch_size, (b + 1) * self.batch_size):
@@ -309,7 +328,13 @@ class BatchMaker(torch.utils.data.IterableDataset):
             urls.apply_environment(self._aws)
         b = self.first_batch + wid
         while self.train or b < self.num_batches:
-            yield self.make(b)
+            try:
+                with one_torch_thread():
+                    batch = self.make(b)
+            except DataError as exc:  # handed over as a batch: a worker's raise would arrive as a traceback text
+                yield {"_raise": exc}
+                return
+            yield batch
             b += n
 
 
@@ -329,6 +354,7 @@ class ClipLoader:
         self.batches = 0
         self._skipped = np.zeros(len(REASONS), np.int64)
         self._adjusted = np.zeros(len(ADJUSTMENTS), np.int64)  # samples used but changed, per reason
+        self._bad: dict[tuple[int, int, int], int] = {}  # bad samples found so far -> reason
         for sh in maker.shards:
             for reason, n in sh.bad.items():
                 self._skipped[REASONS.index(reason)] += n
@@ -344,6 +370,7 @@ class ClipLoader:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         self.maker.first_batch = self.batches
+        self.maker.known_bad.update(self._bad)  # workers start knowing every bad sample found so far
         if self.num_workers == 0:
             it: Any = iter(self.maker)
         else:
@@ -353,10 +380,21 @@ class ClipLoader:
                                                   prefetch_factor=self.prefetch, persistent_workers=False,
                                                   multiprocessing_context=worker_context()))
         for batch in it:
-            self._skipped += batch.pop("_skipped").numpy()
+            if "_raise" in batch:
+                raise batch["_raise"]
+            self._count(batch.pop("_bad").tolist())
             self._adjusted += batch.pop("_adjusted").numpy()
             self.batches += 1
             yield batch
+
+    def _count(self, rows: list[list[int]]) -> None:
+        """Count each bad sample once, though several workers may each meet it first."""
+        for src, shard, index, reason in rows:
+            key = (src, shard, index)
+            if key not in self._bad:
+                self._skipped[reason] += 1
+                if len(self._bad) < MAX_REMEMBERED:
+                    self._bad[key] = reason
 
     def skipped(self) -> dict[str, int]:
         return {r: int(n) for r, n in zip(REASONS, self._skipped)}
@@ -385,7 +423,7 @@ class ClipLoader:
         return {"version": STATE_VERSION, "batches": self.batches, "seed": m.seed, "split": "train" if m.train
                 else "eval", "batch_size": m.batch_size, "process_index": m.host, "process_count": m.hosts,
                 "fingerprint": self.fingerprint, "sources": self.position(),
-                "skipped": self.skipped(), "adjusted": self.adjusted()}
+                "skipped": self.skipped(), "adjusted": self.adjusted(), "bad": [[*k, r] for k, r in self._bad.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         m = self.maker
@@ -402,6 +440,7 @@ class ClipLoader:
         self.batches = int(state["batches"])
         self._skipped = np.array([int(state.get("skipped", {}).get(r, 0)) for r in REASONS], np.int64)
         self._adjusted = np.array([int(state.get("adjusted", {}).get(r, 0)) for r in ADJUSTMENTS], np.int64)
+        self._bad = {(int(s), int(k), int(i)): int(r) for s, k, i, r in state.get("bad", [])}
 
 
 def worker_context():

@@ -18,7 +18,8 @@ from . import transforms as tf
 from .decode import AUDIO_EXTS, VIDEO_EXTS, DecodeError, open_clip, resample
 from .text import Tokenizer
 
-REASONS = ("unreadable", "corrupt_tar", "truncated", "undecodable", "missing_modality", "too_short", "empty")
+REASONS = ("unreadable", "corrupt_tar", "truncated", "undecodable", "missing_modality", "too_short", "empty",
+           "empty_shard")  # empty_shard: a shard (tar or index) with no sample, counted once per shard
 # Samples used, but changed on the way: a short clip looped or padded to the window, a missing
 # video or audio stream given zeros (mask 0).  Counted per reason, like the skips.
 ADJUSTMENTS = ("looped", "padded", "zero_video", "zero_audio")

@@ -39,9 +39,20 @@ def split_name(name: str) -> tuple[str, str]:
 def scan(data: bytes, where: str = "") -> tuple[list[SampleRef], bool]:
     """Index the tar in ``data``.  Returns (samples, complete); ``complete`` is False
     when the tar is corrupt or truncated after the samples returned."""
+    samples, problem = examine(data)
+    if problem:
+        log.warning("%s: %s", where, problem)
+    return samples, not problem
+
+
+def examine(data: bytes) -> tuple[list[SampleRef], str]:
+    """(samples, "") for a sound tar; else the samples before the damage and what is wrong
+    ("not a tar file", "corrupt after N samples", "truncated ...")."""
     samples: list[SampleRef] = []
     current: tuple[str, int, int, dict] | None = None
-    complete = True
+    problem = ""
+    if not data:
+        return [], "an empty file, not a tar"
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for info in tar:
@@ -49,7 +60,7 @@ def scan(data: bytes, where: str = "") -> tuple[list[SampleRef], bool]:
                     continue
                 end = info.offset_data + info.size
                 if end > len(data):
-                    complete = False
+                    problem = f"truncated inside member {info.name} (after {len(samples)} whole samples)"
                     break
                 key, ext = split_name(info.name)
                 if current is None or current[0] != key:
@@ -59,17 +70,17 @@ def scan(data: bytes, where: str = "") -> tuple[list[SampleRef], bool]:
                 current[3][ext] = (info.offset_data, info.size)
                 current = (current[0], current[1], end, current[3])
     except tarfile.TarError as exc:
-        log.warning("%s: tar is corrupt after %d samples: %s", where, len(samples), exc)
-        complete = False
-    if complete and current is not None:
+        first = current is None and not samples
+        problem = "not a tar file" if first else f"tar is corrupt after {len(samples)} samples: {exc}"
+    if not problem:
         # tarfile ends quietly at a bad header: only zero blocks may follow the last member.
-        tail = data[(current[2] + 511) // 512 * 512:]
+        tail = data[(current[2] + 511) // 512 * 512:] if current is not None else data
         if tail.strip(b"\0"):
-            log.warning("%s: tar is corrupt after %d samples", where, len(samples) + 1)
-            complete = False
+            got = len(samples) + (current is not None)
+            problem = f"tar is corrupt after {got} samples" if got else "not a tar file"
     if current is not None:  # the last sample keeps the members fully present
         samples.append(SampleRef(current[0], current[1], current[2], current[3]))
-    return samples, complete
+    return samples, problem
 
 
 def dumps(samples: list[SampleRef], nbytes: int) -> str:
@@ -78,11 +89,15 @@ def dumps(samples: list[SampleRef], nbytes: int) -> str:
 
 
 def loads(text: str | bytes) -> list[SampleRef]:
+    """The samples of an index sidecar; ValueError for anything that is not one."""
     doc = json.loads(text)
-    if doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"not a {FORMAT} index")
-    return [SampleRef(k, s, e, {x: (int(v[0]), int(v[1])) for x, v in m.items()})
-            for k, s, e, m in doc["samples"]]
+    try:
+        return [SampleRef(str(k), int(s), int(e), {str(x): (int(v[0]), int(v[1])) for x, v in m.items()})
+                for k, s, e, m in doc["samples"]]
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"a malformed {FORMAT} index ({type(exc).__name__})") from None
 
 
 def members(ref: SampleRef, blob: bytes) -> dict[str, bytes]:

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from ..errors import Problem, UserError
+from ..errors import DataError, Problem, UserError
 
 log = logging.getLogger("vattfw.data")
 T = TypeVar("T")
@@ -27,7 +27,7 @@ class NotFound(Exception):
     """The object does not exist (never retried)."""
 
 
-class StorageError(Exception):
+class StorageError(DataError):
     """Reading from storage kept failing after the configured retries."""
 
 

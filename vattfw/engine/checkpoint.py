@@ -3,10 +3,14 @@
 Layout of ``<dir>/step_000000123/``: ``model.pt`` and ``optimizer.pt`` (plain ``torch.save``
 of CPU tensors: under SPMD ``.cpu()`` gathers each sharded tensor, so a checkpoint does not
 depend on the mesh it was written with and resumes on any mesh of one host), ``meta.json``
-(step, spec hash, RNG states, data-iterator state, file sizes) and ``COMPLETE``, written
-last.  The folder is written as ``.tmp-step_...`` and renamed, so a crash leaves either a
-``.tmp-`` folder (deleted on the next start) or nothing; a folder without ``COMPLETE``,
-or whose files do not match the sizes in meta.json, is never loaded.
+(step, spec hash, RNG states, data-iterator state, each file's size and sha256) and
+``COMPLETE``, written last.  The folder is written as ``.tmp-step_...`` and renamed, so a
+crash leaves either a ``.tmp-`` folder (deleted on the next start) or nothing.  A folder
+without ``COMPLETE``, with a meta.json that is not what this module writes, or whose files
+do not match the sizes and digests in meta.json, is never loaded: :func:`problem` names
+what is wrong, and resuming falls back to the previous good checkpoint, saying so.
+A write that fails (a full disk: ``torch.save`` then raises RuntimeError, not OSError)
+removes its ``.tmp-`` folder and leaves the previous checkpoint as it was.
 
 Multi-host runs would need torch.distributed.checkpoint with torch_xla's SPMD planners
 (each host writing its shards); in torch_xla 2.9 on one CPU host its save planner kept only
@@ -15,12 +19,13 @@ one tensor of a small model, so it is not used here.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -38,21 +43,121 @@ def step_dir(root: Path, step: int) -> Path:
     return root / f"step_{step:09d}"
 
 
-def is_complete(path: Path) -> bool:
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_meta(path: Path) -> tuple[dict | None, str]:
+    """(meta, "") or (None, what is wrong with meta.json)."""
     try:
         meta = json.loads((path / "meta.json").read_text())
-        if not (path / MARKER).is_file():
-            return False
-        return all((path / f).stat().st_size == size for f, size in meta["files"].items())
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    except FileNotFoundError:
+        return None, "no meta.json"
+    except (OSError, ValueError) as exc:
+        return None, f"meta.json is unreadable ({type(exc).__name__})"
+    if not isinstance(meta, dict):
+        return None, f"meta.json holds a {type(meta).__name__}, not a mapping"
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        return None, "meta.json lists no files"
+    for name, entry in files.items():
+        ok = isinstance(entry, int) or (isinstance(entry, dict) and isinstance(entry.get("bytes"), int)
+                                        and isinstance(entry.get("sha256"), str))
+        if not ok or not name.endswith(".pt") or "/" in name or name.startswith("."):
+            return None, f"meta.json: files.{name} is not a file entry"
+    rng = meta.get("rng")
+    wrong = [k for k, ok in (("step", isinstance(meta.get("step"), int) and not isinstance(meta.get("step"), bool)),
+                             ("spec_hash", isinstance(meta.get("spec_hash", ""), str)),
+                             ("skipped_steps", isinstance(meta.get("skipped_steps", 0), int)),
+                             ("rng", rng is None or (isinstance(rng, dict) and isinstance(rng.get("host"), str)
+                                                     and "device" in rng))) if not ok]
+    if wrong:
+        return None, f"meta.json: {', '.join(wrong)} of the wrong type"
+    m = NAME.match(path.name)
+    if m and int(m.group(1)) != meta["step"]:
+        return None, f"meta.json says step {meta['step']}"
+    return meta, ""
+
+
+_verified: dict[tuple, bool] = {}  # (file, size, mtime_ns, digest) already hashed in this process
+
+
+def problem(path: Path, verify: bool = True) -> str:
+    """What makes ``path`` unusable as a checkpoint ("" when it is complete and intact).
+    ``verify``: also compare every file's sha256 with meta.json (reads every byte)."""
+    path = Path(path)
+    if not path.is_dir():
+        return "not a folder"
+    meta, why = _read_meta(path)
+    if meta is None:
+        return why
+    if not (path / MARKER).is_file():
+        return f"no {MARKER} marker (an interrupted write)"
+    for name, entry in meta["files"].items():
+        size, digest = (entry, None) if isinstance(entry, int) else (entry["bytes"], entry["sha256"])
+        try:
+            st = (path / name).stat()
+        except OSError:
+            return f"{name} is missing"
+        if st.st_size != size:
+            return f"{name} has {st.st_size:,} bytes, meta.json says {size:,} (truncated?)"
+        key = (str((path / name).resolve()), size, st.st_mtime_ns, digest)
+        if verify and digest and not _verified.get(key):
+            if _digest(path / name) != digest:
+                return f"{name} does not match its sha256 in meta.json (corrupted)"
+            _verified[key] = True
+    return ""
+
+
+def is_complete(path: Path) -> bool:
+    """Marker, meta.json and file sizes in order (cheap: the digests are checked on load)."""
+    return not problem(path, verify=False)
+
+
+def step_dirs(root: Path) -> list[Path]:
+    """Every ``step_NNNNNNNNN`` folder under ``root``, oldest first, usable or not."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if NAME.match(p.name) and p.is_dir())
 
 
 def list_complete(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    found = sorted(p for p in root.iterdir() if NAME.match(p.name) and p.is_dir())
-    return [p for p in found if is_complete(p)]
+    return [p for p in step_dirs(root) if is_complete(p)]
+
+
+def newest_intact(root: Path, warn: Callable[[str], None]) -> Path | None:
+    """The newest checkpoint under ``root`` whose files match their digests; ``warn`` gets one
+    line per newer one that does not.  None when there is no step folder at all; a UserError
+    when there are some and none is usable (resuming would restart at step 0 over them)."""
+    found = step_dirs(root)
+    bad = []
+    for path in reversed(found):
+        why = problem(path)
+        if not why:
+            return path
+        bad.append(f"{path.name} ({why})")
+        warn(f"checkpoint {path} is unusable: {why}; trying the previous one")
+    if not found:
+        return None
+    raise UserError(Problem(
+        f"no usable checkpoint in {root}: {'; '.join(bad)}. Resuming would restart at step 0 and write over "
+        f"them: move them away, or start afresh with --resume never", "checkpoint.resume"))
+
+
+def prepare(root: Path) -> None:
+    """Create the checkpoint folder and check it is writable (before anything is built)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".tmp-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(Problem(f"cannot write checkpoints to {root}: {exc.strerror or exc} (set checkpoint.dir "
+                                f"or run.output_dir to a writable folder)", "checkpoint.dir")) from None
 
 
 def latest(root: Path) -> Path | None:
@@ -78,37 +183,67 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _torch_save(obj: Any, path: Path) -> None:
+class _Hashing:
+    """A write-only file that digests what passes through it (no second read of a large file)."""
+
+    def __init__(self, f: Any):
+        self.f, self.h, self.n = f, hashlib.sha256(), 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.h.update(view)
+        self.n += len(view)
+        return self.f.write(view)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _torch_save(obj: Any, path: Path) -> dict[str, Any]:
     with open(path, "wb") as f:
-        torch.save(obj, f)
+        out = _Hashing(f)
+        torch.save(obj, out)
         f.flush()
         os.fsync(f.fileno())
+    return {"bytes": out.n, "sha256": out.h.hexdigest()}
+
+
+def _why(exc: BaseException, root: Path) -> str:
+    """A failed write in words: a full disk is named as such whichever exception said it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "out of disk space"
+    first = (str(exc).splitlines() or [""])[0].strip()
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        free = None
+    room = f"; {free / 2 ** 20:,.0f} MiB free on that disk" if free is not None else ""
+    if isinstance(exc, RuntimeError):  # torch's zip writer reports a failed write, not its errno
+        return f"the file write failed{room} (a full disk or file-size limit?): {first}"
+    return f"{type(exc).__name__}: {first}{room}"
 
 
 def save(root: Path, step: int, tensors: dict[str, Any], meta: dict[str, Any], keep_last: int) -> Path:
     """Write ``tensors`` (name -> picklable state of CPU tensors) and ``meta`` atomically."""
-    root.mkdir(parents=True, exist_ok=True)
     final = step_dir(root, step)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     previous = latest(root)
     try:
+        root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        files = {}
-        for name, obj in tensors.items():
-            _torch_save(obj, tmp / f"{name}.pt")
-            files[f"{name}.pt"] = (tmp / f"{name}.pt").stat().st_size
+        files = {f"{name}.pt": _torch_save(obj, tmp / f"{name}.pt") for name, obj in tensors.items()}
         _fsync_write(tmp / "meta.json", json.dumps({**meta, "step": step, "files": files}, indent=1).encode())
         _fsync_write(tmp / MARKER, b"ok\n")
         if final.exists():  # the same step written again (e.g. a resumed run that ends at once)
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(root)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        why = "out of disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"{type(exc).__name__}: {exc}"
         kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-        raise CheckpointError(f"writing the checkpoint for step {step} in {root} failed ({why}); {kept}") from exc
+        raise CheckpointError(f"writing the checkpoint for step {step} in {root} failed "
+                              f"({_why(exc, root)}); {kept}") from None
     prune(root, keep_last)
     return final
 
@@ -131,13 +266,20 @@ def prune(root: Path, keep_last: int) -> None:
 
 
 def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors by name, meta) from a complete checkpoint folder."""
+    """(tensors by name, meta) from a complete checkpoint folder whose files match meta.json."""
     path = Path(path)
-    if not is_complete(path):
-        raise UserError(Problem(f"{path} is not a complete vattfw checkpoint (no {MARKER} marker, or its files "
-                                f"do not match meta.json)", "checkpoint.resume"))
+    why = problem(path)
+    if why:
+        raise UserError(Problem(f"{path} is not a usable vattfw checkpoint: {why}", "checkpoint.resume"))
     meta = json.loads((path / "meta.json").read_text())
-    tensors = {f[:-3]: torch.load(path / f, map_location="cpu", weights_only=False) for f in meta["files"]}
+    tensors = {}
+    for f in meta["files"]:
+        try:
+            tensors[f[:-3]] = torch.load(path / f, map_location="cpu", weights_only=False)
+        except Exception as exc:  # only a checkpoint of the older format (sizes, no digests) gets here
+            first = (str(exc).splitlines() or [""])[0]
+            raise UserError(Problem(f"{path / f} cannot be read ({type(exc).__name__}: {first})",
+                                    "checkpoint.resume")) from None
     if meta.get("shards"):  # written per host (engine/shards.py): whole tensors from every host's pieces
         from .shards import merge
         try:

@@ -71,6 +71,11 @@ class Trackers:
             host.pm.register(tracker, name=name)
             self.names.append(name)
             self.objects.append(tracker)
+        try:
+            host.check_hooks()  # a tracker's misspelled hook is an error, as a plugin's is
+        except Exception:
+            self.close()
+            raise
 
     @property
     def hook(self):

@@ -8,7 +8,7 @@ field's description says so.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -57,7 +57,7 @@ class TextSettings(Section):
     vocabulary: str | None = Field(
         None, description="Vocabulary file, one word per line; the word on line i gets id i+1 (0 = padding). "
                           "None = the first 65,536 words of GloVe 6B (the `demo` extra). The paper uses a "
-                          "2^16-word HowTo100M/word2vec vocabulary.")
+                          "2^16-word HowTo100M/word2vec vocabulary.", json_schema_extra={"path": True})
     max_words: int = Field(16, ge=1, description="Word ids per caption: clipped or padded with 0 (paper: 16).")
     candidates: int = Field(5, ge=1, description="L caption candidates per clip (MIL-NCE); paper silent, "
                                                  "official code uses 5 (max_context_sentences + 1).")
@@ -76,7 +76,9 @@ class DataSection(Section):
         default_factory=list, description="Datasource plugins, mixed per batch by their weights.")
     eval_sources: list[plugin("datasource")] = Field(  # type: ignore[valid-type]
         default_factory=list, description="Datasources read by build_loader(split='eval').")
-    num_workers: int = Field(2, ge=0, description="Loader worker processes per host.")
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="Loader worker processes per host: auto = one per CPU core the process may use; "
+                            "0 = decode in the device loader's thread.")
     prefetch: int = Field(2, ge=1, description="Batches each worker prepares ahead.")
     decoder: Literal["pyav", "torchcodec"] = Field("pyav", description="Video/audio decoder (PyAV measured faster).")
     shuffle: bool = Field(True, description="Shuffle shards and samples per epoch (training split).")
