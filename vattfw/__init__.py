@@ -7,14 +7,13 @@ The Python API is two calls, the same for tests, scripts and third-party plugins
 """
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
 
 from .errors import PluginError, Problem, UserError
 from .hookspec import KINDS, hookimpl
-from .host import Component, PluginHost
+from .host import Component, PluginHost, default_host
 from .spec.base import PluginConfig, PluginSpec, Section, plugin
 from .spec.loader import load_spec
 from .spec.schema import Spec
@@ -22,12 +21,6 @@ from .spec.schema import Spec
 __version__ = "0.1.0"
 __all__ = ["KINDS", "Component", "PluginConfig", "PluginError", "PluginHost", "PluginSpec", "Problem",
            "Section", "Spec", "UserError", "build", "default_host", "hookimpl", "load_spec", "plugin"]
-
-
-@cache
-def default_host() -> PluginHost:
-    """The process's plugin host, loaded from entry points on first use."""
-    return PluginHost.load()
 
 
 def build(kind: str, config: dict[str, Any] | BaseModel, host: PluginHost | None = None, **deps: Any) -> Any:

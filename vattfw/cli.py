@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from .errors import PluginError, UserError
 
@@ -25,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _one_line_plugin_warnings()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -37,6 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_plugin_warnings() -> None:
+    from .host import PluginWarning
+    default = warnings.showwarning
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, PluginWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *rest, **kw)
+    warnings.showwarning = show
 
 
 def load_host(args: argparse.Namespace):

@@ -9,10 +9,13 @@ blocks the entry point NAME, as in pytest.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
 import os
+import warnings
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Callable, Iterable
 
 import pluggy
@@ -23,6 +26,10 @@ from .errors import PluginError, Problem, UserError
 
 SELF_DIST = "vattfw"
 AUTOLOAD_ENV = "VATTFW_DISABLE_PLUGIN_AUTOLOAD"
+
+
+class PluginWarning(UserWarning):
+    """A plugin option that does nothing (``-p no:NAME`` naming no plugin); the CLI prints it as one line."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class PluginHost:
     pm: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
     components: dict[tuple[str, str], Component] = field(default_factory=dict)
     sources: dict[str, _Source] = field(default_factory=dict)
+    blocked: dict[str, md.EntryPoint | None] = field(default_factory=dict)  # -p no:NAME -> its entry point
 
     @classmethod
     def load(cls, requested: Iterable[str] = (), autoload: bool | None = None) -> "PluginHost":
@@ -66,14 +74,19 @@ class PluginHost:
         if autoload is None:
             autoload = not os.environ.get(AUTOLOAD_ENV)
         wanted = [r for r in requested if not r.startswith("no:")]
+        host.blocked = dict.fromkeys(sorted(blocked))
         for ep in _entry_points():
             is_self = ep.dist is not None and ep.dist.name == SELF_DIST
-            if ep.name in blocked or not (autoload or is_self or ep.name in wanted):
+            if ep.name in blocked:
+                host.blocked[ep.name] = ep
                 continue
-            host._load_entry_point(ep)
+            if autoload or is_self or ep.name in wanted:
+                host._load_entry_point(ep)
         for name in wanted:
             if name not in host.sources:
                 host._load_module(name)
+        host._warn_unknown_blocks()
+        host.check_hooks()
         host._collect_components()
         return host
 
@@ -89,10 +102,10 @@ class PluginHost:
             )
         try:
             module = ep.load()
-        except Exception as exc:  # a broken third-party plugin: say whose it is
+        except Exception as exc:  # a broken third-party plugin: say whose it is, and how to go on without it
             raise PluginError(
                 f"plugin {ep.name!r} ({ep.value}) from distribution {dist} {version} "
-                f"failed to import: {type(exc).__name__}: {exc}"
+                f"failed to import: {type(exc).__name__}: {exc}; run without it with -p no:{ep.name}"
             ) from exc
         self._register(module, _Source(ep.name, dist, version))
 
@@ -111,6 +124,58 @@ class PluginHost:
         except (ValueError, pluggy.PluginValidationError) as exc:
             raise PluginError(f"plugin {source.plugin!r} ({source.dist}): {exc}") from exc
         self.sources[source.plugin] = source
+
+    def _warn_unknown_blocks(self) -> None:
+        for name in [n for n, ep in self.blocked.items() if ep is None]:
+            installed = ", ".join(sorted({ep.name for ep in _entry_points()})) or "none"
+            warnings.warn(f"-p no:{name}: no plugin of that name is installed, so it blocks nothing "
+                          f"(entry points of group 'vattfw': {installed})", PluginWarning, stacklevel=3)
+
+    def check_hooks(self) -> None:
+        """Every hook a registered plugin implements must be one of :mod:`vattfw.hookspec`: a
+        misspelled one (``vattfw_step_ended``) would silently never be called."""
+        known = sorted(n for n in dir(hookspec) if n.startswith(f"{hookspec.PROJECT}_"))
+        for name, caller in vars(self.pm.hook).items():
+            if name.startswith("_") or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise PluginError(f"{self.describe(impl.plugin_name)} implements unknown hook {name!r}; {hint}"
+                                  f"vattfw's hooks: {', '.join(known)}")
+
+    def describe(self, plugin: str) -> str:
+        """``plugin 'NAME' (DIST VERSION)``, and how to skip it when it came from an entry point."""
+        source = self.sources.get(plugin)
+        if source is None:
+            return f"plugin {plugin!r}"
+        if not source.dist:
+            return f"plugin {plugin!r} (module, loaded by -p {plugin})"
+        return f"plugin {plugin!r} ({source.dist} {source.version}; skip it with -p no:{plugin})"
+
+    def blocked_provider(self, kind: str, name: str) -> str | None:
+        """The ``-p no:`` plugin that declares component ``kind``/``name``, if one does.  Asked only
+        when a spec names a component that is not registered, so a blocked plugin is imported (to read
+        its declarations, never registered) only on that error path."""
+        for plugin, ep in self.blocked.items():
+            if ep is None:
+                continue
+            try:
+                declared = ep.load().vattfw_components()
+            except Exception:  # noqa: BLE001 - a blocked plugin may well be broken: then it is not this one
+                continue
+            if any(getattr(c, "kind", None) == kind and getattr(c, "name", None) == name for c in declared or ()):
+                return plugin
+        return None
+
+    def missing(self, kind: str, name: str) -> str:
+        """Why ``kind`` ``name`` is not registered, as the first words of an error."""
+        plugin = self.blocked_provider(kind, name)
+        if plugin is not None:
+            ep = self.blocked[plugin]
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep is not None and ep.dist else "?"
+            return f"{kind} {name!r} is blocked: plugin {plugin!r} ({dist}) provides it and -p no:{plugin} blocks it"
+        return f"unknown {kind} {name!r}"
 
     def _collect_components(self) -> None:
         # Call each plugin's registration hook on its own, so every component is
@@ -154,7 +219,7 @@ class PluginHost:
             return self.components[(kind, name)]
         except KeyError:
             known = ", ".join(repr(n) for n in self.names(kind)) or "none installed"
-            raise UserError(Problem(f"unknown {kind} {name!r}; registered {plural(kind)}: {known}")) from None
+            raise UserError(Problem(f"{self.missing(kind, name)}; registered {plural(kind)}: {known}")) from None
 
 
     def component_for(self, kind: str, config: BaseModel) -> Component:
@@ -164,6 +229,12 @@ class PluginHost:
             raise UserError(Problem(f"{type(config).__name__} is the Config of {len(found)} {kind}s; "
                                     f"pass {{'name': ..., ...}} to say which"))
         return found[0]
+
+
+@cache
+def default_host() -> PluginHost:
+    """The process's plugin host, loaded from entry points on first use."""
+    return PluginHost.load()
 
 
 def plural(kind: str) -> str:

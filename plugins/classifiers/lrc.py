@@ -70,7 +70,7 @@ class LowRankClassifier:
 
     def fit(self, features, labels) -> "LowRankClassifier":
         import torch
-        from vattfw.eval.metrics import check_labels
+        from vattfw.eval import check_labels
         x, y = features.detach().float().cpu(), labels.detach().long().cpu()
         if x.dim() != 2 or len(x) != len(y):
             raise UserError(Problem(f"classifier lrc: expected features [N, d] and labels [N], got "

@@ -50,7 +50,7 @@ class LinearSVM:
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
-        from vattfw.eval.metrics import check_labels
+        from vattfw.eval import check_labels
         x, y = features.detach().double().cpu().numpy(), labels.detach().long().cpu()
         if x.ndim != 2 or len(x) != len(y):
             raise UserError(Problem(f"classifier svm: expected features [N, d] and labels [N], got "

@@ -6,7 +6,7 @@ it reads the data its config names.
 """
 from vattfw import Component, hookimpl
 
-from . import finetune_audio, finetune_image, finetune_video, linear_probe, zero_shot_retrieval
+from . import classification, finetune_audio, finetune_image, finetune_video, linear_probe, zero_shot_retrieval
 
 
 @hookimpl
@@ -15,4 +15,5 @@ def vattfw_components() -> list[Component]:
             Component("evaluator", "zero_shot_retrieval", zero_shot_retrieval.Config, zero_shot_retrieval.build),
             Component("evaluator", "finetune_video", finetune_video.Config, finetune_video.build),
             Component("evaluator", "finetune_audio", finetune_audio.Config, finetune_audio.build),
-            Component("evaluator", "finetune_image", finetune_image.Config, finetune_image.build)]
+            Component("evaluator", "finetune_image", finetune_image.Config, finetune_image.build),
+            Component("evaluator", "classification", classification.Config, classification.build)]

@@ -58,7 +58,7 @@ def build_finetune_model(model, spec, modality: str, cfg: FinetuneConfig, host=N
                          grid: tuple[int, ...] | None = None, bias_init: str = "zero"):
     """A new model (pretrained branch + new classifier); ``model`` itself is left untouched."""
     import torch
-    from vattfw.eval.checkpoint import load_weights
+    from vattfw.eval import load_weights
     from vattfw.model import build_model
     torch.manual_seed(cfg.seed)  # the classifier's initialisation
     ft = build_model(model_section(spec, modality, cfg, grid, bias_init), host)
@@ -98,17 +98,16 @@ def train(ft, batches, modality: str, optimizer_spec, schedule_spec, steps: int,
 def test_logits(ft, spec, sources, modality: str, cfg: FinetuneConfig, host, clips: int, crops: int,
                 where: str, keep=("label", "labels")):
     """Per-sample logits averaged over its clips x crops views, and the kept label fields."""
-    from vattfw.eval.data import loader
-    from vattfw.eval.features import collect
+    from vattfw.eval import LOGITS, collect, loader
     need_sources(sources, "test", where)
     batches = loader(spec, sources, host, batch_size=cfg.batch_size, clips=clips, crops=crops,
                      video=cfg.video, audio=cfg.audio, num_classes=cfg.num_classes)
-    got = collect(ft, batches, {modality: ["logits"]}, clips * crops, where, keep=keep)
-    return got["logits"].mean(1), got
+    got = collect(ft, batches, {modality: [LOGITS]}, clips * crops, where, keep=keep)
+    return got[LOGITS].mean(1), got
 
 
 def train_loader(spec, cfg: FinetuneConfig, host, where: str):
-    from vattfw.eval.data import loader
+    from vattfw.eval import loader
     need_sources(cfg.train, "train", where)
     return loader(spec, cfg.train, host, batch_size=cfg.train_batch_size, train=True, video=cfg.video,
                   audio=cfg.audio, num_classes=cfg.num_classes)

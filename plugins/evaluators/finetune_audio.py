@@ -44,7 +44,7 @@ class FinetuneAudio:
     def run(self, model, spec, host=None) -> dict[str, float]:
         import torch
         import torch.nn.functional as F
-        from vattfw.eval.metrics import multilabel_metrics
+        from vattfw.eval import multilabel_metrics
         from vattfw.objective import balanced_sigmoid_bce, mixup
         cfg, where = self.config, f"evaluator {self.prefix}"
         ft = build_finetune_model(model, spec, "audio", cfg, host, bias_init="prior")

@@ -38,7 +38,7 @@ class FinetuneVideo:
         self.prefix = config.tag or "finetune_video"
 
     def grid(self, spec):
-        from vattfw.eval.data import derived_spec
+        from vattfw.eval import derived_spec
         if not self.config.interpolate_positions:
             return None
         video = derived_spec(spec, [], video=self.config.video, train=True).data.video
@@ -50,7 +50,7 @@ class FinetuneVideo:
 
     def run(self, model, spec, host=None) -> dict[str, float]:
         import torch
-        from vattfw.eval.metrics import topk_accuracy
+        from vattfw.eval import topk_accuracy
         from vattfw.objective import label_smoothing
         cfg, where = self.config, f"evaluator {self.prefix}"
         ft = build_finetune_model(model, spec, "video", cfg, host, grid=self.grid(spec))

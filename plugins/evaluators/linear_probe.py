@@ -31,11 +31,10 @@ class LinearProbe:
         self.prefix = config.tag or f"linear_probe/{config.modality}_{name}"
 
     def features(self, model, spec, host, sources, clips: int, split: str):
-        from vattfw.eval.data import loader
-        from vattfw.eval.features import collect
+        from vattfw.eval import collect, loader, pooled
         where = f"evaluator {self.prefix} ({split} split)"
         need_sources(sources, split, where)
-        key = f"{self.config.modality}_pooled"
+        key = pooled(self.config.modality)
         batches = loader(spec, sources, host, batch_size=self.config.batch_size, clips=clips, crops=1)
         got = collect(model, batches, {self.config.modality: [key]}, clips, where, keep=("label",))
         if "label" not in got:
@@ -44,7 +43,7 @@ class LinearProbe:
 
     def run(self, model, spec, host=None) -> dict[str, float]:
         import vattfw
-        from vattfw.eval.metrics import topk_accuracy
+        from vattfw.eval import topk_accuracy
         cfg = self.config
         x_train, y_train, s_train = self.features(model, spec, host, cfg.train, 1, "train")
         x_test, y_test, s_test = self.features(model, spec, host, cfg.test, cfg.clips, "test")

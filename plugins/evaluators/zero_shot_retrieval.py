@@ -31,27 +31,26 @@ class ZeroShotRetrieval:
         self.prefix = config.tag or "zero_shot_retrieval"
 
     def embeddings(self, model, spec, host):
-        from vattfw.eval.data import loader
-        from vattfw.eval.features import collect
+        from vattfw.eval import collect, loader, projected
         where = f"evaluator {self.prefix}"
         need_sources(self.config.data, "data", where)
         batches = loader(spec, self.config.data, host, batch_size=self.config.batch_size,
                          clips=self.config.clips, crops=1)
-        got = collect(model, batches, {"video": ["video_vt"], "text": ["text_vt"]}, self.config.clips, where,
-                      keep=())
+        video_vt, text_vt = projected("video", "vt"), projected("text", "vt")
+        got = collect(model, batches, {"video": [video_vt], "text": [text_vt]}, self.config.clips, where, keep=())
         import torch
-        n = len(got["text_vt"])
+        n = len(got[text_vt])
         has = {m: got[f"{m}_mask"] > 0 if f"{m}_mask" in got else torch.ones(n, dtype=torch.bool)
                for m in ("text", "video")}
         pool = has["video"].nonzero().flatten()  # a sample without frames is no candidate
         position = torch.full((n,), -1, dtype=torch.long)
         position[pool] = torch.arange(len(pool))
         queries = (has["text"] & has["video"]).nonzero().flatten()
-        text = got["text_vt"][:, 0]  # the first caption candidate: [N, d]
-        return text[queries], got["video_vt"][pool], position[queries]  # video: [P, clips, d]
+        text = got[text_vt][:, 0]  # the first caption candidate: [N, d]
+        return text[queries], got[video_vt][pool], position[queries]  # video: [P, clips, d]
 
     def run(self, model, spec, host=None) -> dict[str, float]:
-        from vattfw.eval.retrieval import text_to_video
+        from vattfw.eval import text_to_video
         text, video, gt = self.embeddings(model, spec, host)
         results = text_to_video(text, video, gt, tuple(self.config.variants), tuple(self.config.ks))
         out = {}

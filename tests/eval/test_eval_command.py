@@ -54,9 +54,47 @@ def test_eval_prints_a_table_and_logs_to_mlflow(eval_setup, cli, tmp_path):
     run_dir = tmp_path / "runs" / "tiny"
     client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
     run = client.get_run((run_dir / "mlflow_run_id").read_text().strip())
-    assert run.data.metrics["zero_shot_retrieval/R10"] == 1.0
-    assert run.data.metrics["linear_probe/audio_svm/top1"] == pytest.approx(
+    # named as the trainer names them (vattfw_eval_end: eval/<tag>/<metric>), next to the training's
+    assert run.data.metrics["eval/zero_shot_retrieval/R10"] == 1.0
+    assert run.data.metrics["eval/linear_probe/audio_svm/top1"] == pytest.approx(
         results["results"]["linear_probe/audio_svm/top1"])
+    assert run.data.metrics["eval/seconds"] > 0
+
+
+RECORDER = """
+import json, os
+import vattfw
+
+@vattfw.hookimpl
+def vattfw_eval_end(step, results):
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(json.dumps({"step": step, "names": sorted(results)}) + "\\n")
+"""
+
+
+@pytest.mark.slow
+def test_run_and_eval_send_the_same_metric_names_and_no_track_means_the_same(eval_setup, eval_media, cli,
+                                                                            tmp_path):
+    # a lifecycle plugin (not a tracker) sees vattfw_eval_end from both commands, with --no-track
+    path, _, _ = eval_setup
+    root, _ = eval_media
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "recorder_plugin.py").write_text(RECORDER)
+    record = tmp_path / "record.jsonl"
+    env = {"PYTHONPATH": str(tmp_path / "plug"), "RECORD": str(record)}
+    name = ["--set", "run.name=trained"]
+    train = ["--set", "train.steps=2", "--set", "train.global_batch_size=2", "--set", "checkpoint.every_steps=2",
+             "--set", f"data.sources=[{{name: webdataset, urls: {shard_urls(root, 'train')}}}]"]
+    res = cli("-p", "recorder_plugin", "run", str(path), *name, *train, "--resume", "never", "--no-track", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "trained"
+    res = cli("-p", "recorder_plugin", "eval", str(path), *name, "--checkpoint", str(run_dir / "checkpoints"),
+              "--no-track", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    during, after = [json.loads(line) for line in record.read_text().splitlines()]
+    assert during == after and during["step"] == 2
+    assert {"eval/seconds", "eval/zero_shot_retrieval/R10", "eval/linear_probe/audio_svm/top1"} <= set(during["names"])
+    assert not (run_dir / "mlflow.db").exists()  # --no-track: the spec's mlflow tracker was left out, both times
 
 
 def test_bad_checkpoints_say_what_is_wrong(eval_setup, tmp_path, capsys):

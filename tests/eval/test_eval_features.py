@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vattfw import UserError
-from vattfw.eval import checkpoint, features
+from vattfw.eval import features, load_weights
 
 
 def test_rows_are_regrouped_per_sample_and_padding_dropped(tiny_model):
@@ -39,22 +39,22 @@ def test_missing_modality_is_named(tiny_model):
 def test_checkpoint_errors_list_names_and_shapes(tiny_model, tmp_path):
     good = tmp_path / "good.pt"
     torch.save({"model": tiny_model.state_dict()}, good)
-    checkpoint.load_weights(tiny_model, good)  # round trip
+    load_weights(tiny_model, good)  # round trip
 
     with pytest.raises(UserError, match="checkpoint not found"):
-        checkpoint.load_weights(tiny_model, tmp_path / "nope.pt")
+        load_weights(tiny_model, tmp_path / "nope.pt")
 
     cut = tmp_path / "cut.pt"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(UserError, match="cannot be read"):
-        checkpoint.load_weights(tiny_model, cut)
+        load_weights(tiny_model, cut)
 
     other = dict(tiny_model.state_dict())
     other.pop("heads.fac.text_vt.weight")
     other["heads.fac.video_vt.1.weight"] = torch.zeros(9, 16)
     other["backbones.video.extra"] = torch.zeros(2)
     with pytest.raises(UserError) as err:
-        checkpoint.load_weights(tiny_model, other)
+        load_weights(tiny_model, other)
     text = str(err.value)
     assert "heads.fac.text_vt.weight [8, 32]" in text
     assert "backbones.video.extra [2]" in text
@@ -64,5 +64,5 @@ def test_checkpoint_errors_list_names_and_shapes(tiny_model, tmp_path):
 def test_positional_tables_of_another_grid_load(tiny_model):
     state = dict(tiny_model.state_dict())
     state["tokenizers.video.pos.axis1"] = torch.randn(5, 32)  # another bucket count: resampled
-    checkpoint.load_weights(tiny_model, state)
+    load_weights(tiny_model, state)
     assert tiny_model.tokenizers.video.pos.axis1.shape == (2, 32)

@@ -12,6 +12,8 @@ import pytest
 from fixtures.processes import run_cli, run_python
 
 SAMPLE = Path(__file__).parent / "sample_plugin"
+BUILTIN_ENTRY_POINTS = ["backbones", "classifiers", "datasources", "evaluators", "heads", "losses", "optimizers",
+                        "schedules", "tokenizers", "trackers"]
 
 
 def pip_install_to(target: Path, source: Path) -> None:
@@ -132,6 +134,43 @@ def test_a_plugin_that_fails_to_import_names_its_distribution_and_entry_point(tm
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "'broken'" in res.stderr and "vattfw-broken 0.0.1" in res.stderr
     assert "a_module_that_does_not_exist" in res.stderr
+    assert "run without it with -p no:broken" in res.stderr
+    skipped = run_cli("-p", "no:broken", "plugins", env=env_with(site))  # ... and that advice works
+    assert skipped.returncode == 0, skipped.stderr
+
+
+def test_a_misspelled_hook_is_an_error_naming_plugin_and_hook(tmp_path):
+    typo = make_package(tmp_path / "src", "vattfw-typo", "vattfw_typo", """
+        import vattfw
+        @vattfw.hookimpl
+        def vattfw_step_ended(step, metrics):
+            pass
+    """, ep_name="typo")
+    site = tmp_path / "site"
+    pip_install_to(site, typo)
+    res = run_cli("plugins", env=env_with(site))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "plugin 'typo' (vattfw-typo 0.0.1; skip it with -p no:typo)" in line
+    assert "unknown hook 'vattfw_step_ended'; did you mean 'vattfw_step_end'?" in line
+
+
+def test_p_no_with_an_unknown_name_warns(sample_site):
+    res = run_cli("-p", "no:smaple", "plugins", env=env_with(sample_site))
+    assert res.returncode == 0 and "cosine" in listed_names(res.stdout)
+    assert res.stderr.strip().splitlines() == [
+        "warning: -p no:smaple: no plugin of that name is installed, so it blocks nothing "
+        f"(entry points of group 'vattfw': {', '.join(sorted(BUILTIN_ENTRY_POINTS + ['sample']))})"]
+
+
+def test_a_component_of_a_blocked_plugin_says_it_is_blocked(sample_site, tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("losses:\n  terms:\n    va: {loss: {name: cosine}, x: video_va, y: audio_va}\n")
+    res = run_cli("-p", "no:sample", "validate", str(spec), env=env_with(sample_site))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert ("loss 'cosine' is blocked: plugin 'sample' (vattfw-sample 1.2.0) provides it and -p no:sample "
+            "blocks it") in res.stderr
+    assert "unknown loss" not in res.stderr
 
 
 def test_load_order_is_deterministic(sample_site):

@@ -58,7 +58,7 @@ def test_toy_grid_killed_after_first_point_resumes_with_the_second_only(toy_grid
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert set(children) == {"svm", "lrc"}  # the killed sweep's children were reused, not duplicated
     for name, child in children.items():
-        assert child.info.status == "FINISHED" and "probe/top1" in child.data.metrics, name
+        assert child.info.status == "FINISHED" and "eval/probe/top1" in child.data.metrics, name
         assert child.data.params["run.name"] == name
     assert "loss" in children["svm"].data.metrics  # the engine's training metrics landed in the child run
     assert parent.info.status == "FINISHED"
@@ -78,7 +78,7 @@ def test_toy_grid_killed_after_first_point_resumes_with_the_second_only(toy_grid
     assert after["svm"]["digest"] == before["svm"]["digest"] != "" and after["svm"]["eval_digest"] != before["svm"]["eval_digest"]
     children = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert set(children) == {"svm", "lrc"} and "probe/top2" in children["svm"].data.metrics
+    assert set(children) == {"svm", "lrc"} and "eval/probe/top2" in children["svm"].data.metrics
     # a changed training spec is refused for a finished point, by name, before anything runs
     res = cli(*args, "--set", "train.steps=3")
     assert res.returncode == 2 and "point svm: finished earlier" in res.stderr and "Traceback" not in res.stderr

@@ -1,4 +1,5 @@
-"""`vattfw summary SPEC [--set K=V ...]`: parameters per model component, trainable and frozen."""
+"""`vattfw summary SPEC [--set K=V ...]`: parameters per model component, trainable and frozen
+(loss terms that own parameters, e.g. a learnable temperature, are rows ``losses.<term>``)."""
 from __future__ import annotations
 
 from ..cli import add_spec_args, load_host
@@ -14,11 +15,13 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from ..model import build_model, parameter_table
+    from ..model import attach_losses, build_model, parameter_table
+    from ..objective import build_objective
     host = load_host(args)
     spec = load_spec(args.spec, args.overrides, host=host)
     with torch.device("meta"):  # shapes only: no memory for 300 M parameters
         model = build_model(spec.model, host=host)
+        attach_losses(model, build_objective(spec.losses, host))  # trained with the model: counted too
     rows = parameter_table(model)
     width = max([len(r[0]) for r in rows] + [9])
     print(f"{'component':<{width}}  {'trainable':>13}  {'frozen':>13}")

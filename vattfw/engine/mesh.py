@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..errors import Problem, UserError
+from ..spec.batch import per_host_batch
 
 AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -40,18 +41,8 @@ def resolve_mesh(section, devices: int) -> dict[str, int]:
 
 
 def check_batch(global_batch: int, grad_accumulation: int, process_count: int, sizes: dict[str, int]) -> int:
-    """The per-host micro-batch; UserError if it does not split evenly over data x fsdp."""
-    micro = global_batch // grad_accumulation
-    shards = sizes["data"] * sizes["fsdp"]
-    if global_batch % grad_accumulation or micro % shards:
-        raise UserError(Problem(
-            f"got {global_batch} with grad_accumulation {grad_accumulation}: each micro-batch "
-            f"({global_batch} / {grad_accumulation}) must divide by data x fsdp = {sizes['data']} x "
-            f"{sizes['fsdp']} = {shards}", "train.global_batch_size"))
-    if micro % process_count:
-        raise UserError(Problem(f"micro-batch {micro} must divide by the {process_count} hosts",
-                                "train.global_batch_size"))
-    return micro // process_count
+    """The per-host micro-batch; UserError if it does not split evenly over data x fsdp and the hosts."""
+    return per_host_batch(global_batch, grad_accumulation, sizes["data"], sizes["fsdp"], process_count)
 
 
 def batch_specs(batch: dict) -> dict[str, tuple]:

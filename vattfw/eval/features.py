@@ -16,6 +16,20 @@ import torch
 from ..errors import Problem, UserError
 
 MODALITIES = ("video", "audio", "text")
+SPACES = ("va", "vt")  # the common spaces of the fac head: video-audio and video-text
+LOGITS = "logits"  # the output of the built-in linear head (and of the fine-tuning evaluators' heads)
+
+
+def pooled(modality: str) -> str:
+    """``<modality>_pooled``: the name of the backbone's pooled feature in the model's outputs."""
+    return f"{modality}_pooled"
+
+
+def projected(modality: str, space: str) -> str:
+    """``<modality>_<space>``: the name of a modality's embedding in a common space (``va``, ``vt``)."""
+    if space not in SPACES:
+        raise ValueError(f"unknown common space {space!r}; expected one of {SPACES}")
+    return f"{modality}_{space}"
 
 
 @torch.no_grad()

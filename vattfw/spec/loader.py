@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import Problem, UserError
-from ..host import plural
+from ..host import default_host, plural
 from .base import PluginSpec
 from .schema import Spec
 
@@ -154,8 +155,9 @@ def _collect_lines(node: Any, at: Path_, file: str, out: Origins) -> None:
             _collect_lines(value, at + (i,), file, out)
 
 
-def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, Origins]:
-    """Read ``path`` and merge the files it ``extends`` (relative to itself) under it."""
+def load_raw(path: Path, _chain: tuple[Path, ...] = (), host: Any = None) -> tuple[dict, Origins]:
+    """Read ``path`` and merge the files it ``extends`` (relative to itself) under it.  ``host``
+    knows the plugins' Configs, so a plugin section nested in another is recognised too."""
     path = Path(path)
     if path.resolve() in _chain:
         cycle = " -> ".join(str(p) for p in _chain + (path.resolve(),))
@@ -169,19 +171,69 @@ def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, Origins]:
     if not isinstance(parent, str):
         raise UserError(Problem(f"got {parent!r}; expected a path to a base spec", file=str(path),
                                 line=origins.get(("extends",), (None, None))[1], path="extends"))
-    base, base_origins = load_raw(path.parent / parent, _chain + (path.resolve(),))
-    return deep_merge(base, data), {**base_origins, **origins}
+    base, base_origins = load_raw(path.parent / parent, _chain + (path.resolve(),), host)
+    replaced: set[Path_] = set()
+    merged = deep_merge(base, data, replaced=replaced, plugin_at=lambda at: _is_plugin_section(at, base, host))
+    # what the file replaced is located in the file: the base's lines under it no longer hold a value
+    kept = {p: o for p, o in base_origins.items() if not any(len(p) > len(r) and p[:len(r)] == r for r in replaced)}
+    return merged, {**kept, **origins}
 
 
-def deep_merge(base: dict, over: dict) -> dict:
-    """Mappings merge key by key; anything else (lists included) in ``over`` replaces."""
+def deep_merge(base: dict, over: dict, at: Path_ = (), replaced: set[Path_] | None = None,
+               plugin_at: Any = None) -> dict:
+    """Mappings merge key by key; anything else (lists included) in ``over`` replaces.  A plugin
+    section (``plugin_at(path)``) merges only while it names the same plugin: another ``name``
+    replaces the section, so no field of the base's plugin is left over.  ``replaced`` collects
+    the paths where ``over`` replaced the base's value."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        here, old = at + (key,), out.get(key)
+        if plugin_at is not None and plugin_at(here):
+            value, old = _named(value), _named(old)
+            same = _same_plugin(old, value)
         else:
-            out[key] = value
+            same = isinstance(value, dict) and isinstance(old, dict)
+        if same:
+            out[key] = deep_merge(old, value, here, replaced, plugin_at)
+            continue
+        out[key] = value
+        if replaced is not None:
+            replaced.add(here)
     return out
+
+
+def _same_plugin(old: Any, new: Any) -> bool:
+    """Both name one plugin (a section without ``name`` tunes the base's plugin)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)) or old.get("name") is None:
+        return False
+    return new.get("name", old["name"]) == old["name"]
+
+
+def _named(section: Any) -> Any:
+    """``adam`` (the shorthand of a plugin section) -> ``{name: adam}``; anything else unchanged."""
+    return {"name": section} if isinstance(section, str) else section
+
+
+def _is_plugin_section(at: Path_, data: dict, host: Any) -> bool:
+    """Whether the value at ``at`` is a ``{name: PLUGIN, ...}`` section: by the spec's schema and,
+    inside a plugin's section, by the Config of the plugin ``data`` names there."""
+    cls: Any = Spec
+    node: Any = data
+    for part in at:
+        cls = _unwrap(cls)
+        if isinstance(cls, type) and issubclass(cls, PluginSpec):
+            name = _named(node).get("name") if isinstance(_named(node), dict) else None
+            component = host.components.get((cls.kind, name)) if host is not None else None
+            cls = component.config if component is not None else None
+        if isinstance(cls, type) and issubclass(cls, BaseModel) and isinstance(part, str):
+            field = cls.model_fields.get(part)
+            cls = field.annotation if field else None
+        else:  # a key or index into a dict/list: its value type
+            args = typing.get_args(cls)
+            cls = args[-1] if args else None
+        node = node.get(part) if isinstance(node, dict) else None
+    cls = _unwrap(cls)
+    return isinstance(cls, type) and issubclass(cls, PluginSpec)
 
 
 # -- overrides ---------------------------------------------------------------
@@ -301,7 +353,43 @@ def validate(data: dict, host: Any, origins: Origins | None = None, file: str = 
     problems += [_locate(p, path, origins, file) for path, p in cross_checks(spec)]
     if problems:
         raise UserError(problems)
+    _rebase_paths(spec, (), origins, file)
     return spec
+
+
+def _rebase_paths(obj: Any, at: Path_, origins: Origins, file: str) -> None:
+    """An input file a base spec names (a field marked ``json_schema_extra={"path": True}``:
+    vocabulary, word vectors, shard patterns) is relative to that base file, so a base works from
+    wherever it is extended; paths the spec itself or ``--set`` gives stay relative to the working
+    directory."""
+    if isinstance(obj, PluginSpec):
+        _rebase_paths(obj.config, at, origins, file)
+    elif isinstance(obj, BaseModel):
+        for name, field in type(obj).model_fields.items():
+            value, extra = getattr(obj, name), field.json_schema_extra
+            if isinstance(extra, dict) and extra.get("path"):
+                rebased = _rebased(value, at + (name,), origins, file)
+                if rebased != value:
+                    setattr(obj, name, rebased)
+            else:
+                _rebase_paths(value, at + (name,), origins, file)
+    elif isinstance(obj, (dict, list)):
+        for key, value in (obj.items() if isinstance(obj, dict) else enumerate(obj)):
+            _rebase_paths(value, at + (key,), origins, file)
+
+
+def _rebased(value: Any, at: Path_, origins: Origins, file: str) -> Any:
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rebased(v, at + (i,), origins, file) if at + (i,) in origins else
+                           _rebased_one(v, origins.get(at, ("", None))[0], file) for i, v in enumerate(value))
+    return _rebased_one(value, origins.get(at, ("", None))[0], file)
+
+
+def _rebased_one(value: Any, source: str, file: str) -> Any:
+    if not isinstance(value, str) or source in ("", "--set", file) or "://" in value or os.path.isabs(value) \
+            or value.startswith("~"):
+        return value
+    return os.path.normpath(os.path.join(os.path.dirname(source), value))
 
 
 def resolve_plugins(obj: Any, host: Any, at: Path_, origins: Origins, file: str) -> list[Problem]:
@@ -330,7 +418,7 @@ def _resolve_one(ref: PluginSpec, host: Any, at: Path_, origins: Origins, file: 
     if (ref.kind, ref.name) not in host.components:
         close = difflib.get_close_matches(ref.name, host.names(ref.kind), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return [_locate(Problem(f"unknown {ref.kind} {ref.name!r}{hint}; registered {plural(ref.kind)}: {known}"),
+        return [_locate(Problem(f"{host.missing(ref.kind, ref.name)}{hint}; registered {plural(ref.kind)}: {known}"),
                         at + ("name",), origins, file)]
     config_cls = host.components[(ref.kind, ref.name)].config
     try:
@@ -396,29 +484,17 @@ def _unwrap(tp: Any) -> Any:
 
 def cross_checks(spec: Spec) -> list[tuple[Path_, Problem]]:
     """Checks that involve several fields; each names the field to change."""
-    out = []
-    t = spec.train
-    if t.global_batch_size % t.grad_accumulation:
-        out.append((("train", "grad_accumulation"), Problem(
-            f"got {t.grad_accumulation}; global_batch_size {t.global_batch_size} must divide by it")))
-    shards = spec.mesh.fixed_batch_axes()
-    micro = t.global_batch_size // t.grad_accumulation
-    if shards and micro % shards:
-        out.append((("train", "global_batch_size"), Problem(
-            f"got {t.global_batch_size}; each micro-batch ({micro} clips) must divide by the mesh's "
-            f"data x fsdp size ({spec.mesh.data} x {spec.mesh.fsdp} = {shards})")))
-    return out
+    from .batch import batch_problems
+    fixed = spec.mesh.fixed_batch_axes() is not None  # a -1 axis: sized by the devices, checked at run time
+    split = batch_problems(spec.train.global_batch_size, spec.train.grad_accumulation,
+                           spec.mesh.data if fixed else None, spec.mesh.fsdp if fixed else None)
+    return [(tuple(p.path.split(".")), Problem(p.message)) for p in split]
 
 
 def load_spec(path: str | Path, overrides: list[str] = (), host: Any = None) -> Spec:
     """Read, merge, override and validate a spec file; raise UserError on any problem."""
     host = host or default_host()
-    data, origins = load_raw(Path(path))
+    data, origins = load_raw(Path(path), host=host)
     for text in overrides:
         apply_override(data, text, origins, Spec)
     return validate(data, host, origins, str(path))
-
-
-def default_host() -> Any:
-    from .. import default_host as _default
-    return _default()

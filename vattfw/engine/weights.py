@@ -1,4 +1,5 @@
-"""Loading pretrained weights for evaluation, with errors that say what does not match."""
+"""Model weights from checkpoints (engine checkpoint folders or state-dict files), loaded into a
+model with errors that say what does not match.  Public for evaluators as ``vattfw.eval.load_weights``."""
 from __future__ import annotations
 
 import re
@@ -8,6 +9,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import Problem, UserError
+from . import checkpoint as ckpt
 
 # Positional tables may have another bucket count: the tokenizers resample them on load.
 RESAMPLED = re.compile(r".*\.pos\.axis\d+$")
@@ -18,7 +20,6 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int | No
     """(model state dict, step or None, the folder/file read).  ``path`` is an engine checkpoint
     folder (``.../step_000001000``), a run's checkpoint folder (its newest complete checkpoint
     is used), or a file holding a state dict (plain, or under ``model`` / ``state_dict``)."""
-    from ..engine import checkpoint as ckpt
     path = Path(path)
     if not path.exists():
         raise UserError(Problem(f"checkpoint not found: {path} (looked for {path.resolve()})"))
@@ -59,7 +60,8 @@ def state_of(obj: Any, where: str) -> dict[str, torch.Tensor]:
             break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(Problem(f"checkpoint {where} holds no model state dict (name -> tensor)"))
-    return dict(obj)
+    from ..model import model_weights
+    return model_weights(dict(obj))  # a training loss's own parameters (losses.*) are no model weights
 
 
 def mismatches(model: torch.nn.Module, state: Mapping[str, torch.Tensor],

@@ -1,0 +1,123 @@
+"""Running the spec's evaluators: on the model being trained (the trainer), or on a checkpoint
+(:func:`evaluate_checkpoint`: `vattfw eval` and the sweep worker, one code path)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import Problem, UserError
+
+
+def cpu_model(model: torch.nn.Module, spec: Any, host: Any = None) -> torch.nn.Module:
+    """``model`` itself when it lives on the CPU, else a CPU copy built from the spec (evaluation
+    runs eagerly on the CPU; a sharded XLA model's tensors are gathered by ``.cpu()``)."""
+    if all(p.device.type == "cpu" for p in model.parameters()):
+        return model
+    from ..model import build_model, model_weights
+    copy = build_model(spec.model, host)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in model_weights(model.state_dict()).items()})
+    return copy
+
+
+def run_evaluators(model: torch.nn.Module, spec: Any, host: Any = None, only: list[str] | None = None,
+                   timings: dict[str, float] | None = None) -> dict[str, float]:
+    """Build and run every evaluator of ``spec.eval.evaluators`` (or those whose name or tag is
+    in ``only``); return their merged results.  ``model``'s train/eval mode is restored."""
+    import vattfw
+    refs = list(spec.eval.evaluators)
+    if only:
+        known = {r.name for r in refs} | {getattr(r.config, "tag", None) for r in refs}
+        unknown = [o for o in only if o not in known]
+        if unknown:
+            raise UserError(Problem(f"--only {', '.join(unknown)}: the spec's eval.evaluators are "
+                                    f"{', '.join(sorted(str(k) for k in known if k)) or 'none'}", "eval.evaluators"))
+        refs = [r for r in refs if r.name in only or getattr(r.config, "tag", None) in only]
+    if not refs:
+        raise UserError(Problem("the spec names no evaluators; add e.g. eval: {evaluators: [{name: "
+                                "zero_shot_retrieval, data: [...]}]}", "eval.evaluators"))
+    model = cpu_model(model, spec, host)
+    was_training = model.training
+    results: dict[str, float] = {}
+    try:
+        for i, ref in enumerate(refs):
+            start = time.perf_counter()
+            evaluator = vattfw.build("evaluator", ref, host)
+            out = evaluator.run(model, spec, host)
+            clash = sorted(set(out) & set(results))
+            if clash:
+                raise UserError(Problem(f"evaluators report the same metric {clash[0]!r}; give them different "
+                                        f"`tag`s", f"eval.evaluators.{i}.tag"))
+            results.update(out)
+            if timings is not None:
+                timings[getattr(evaluator, "prefix", None) or ref.name] = time.perf_counter() - start
+    finally:
+        model.train(was_training)
+    return results
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_checkpoint` found: the evaluators' results (``<tag>/<metric>``)."""
+
+    step: int
+    checkpoint: str
+    results: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def eval_end_metrics(results: dict[str, float], seconds: float) -> dict[str, float]:
+    """The ``vattfw_eval_end`` payload: ``eval/<tag>/<metric>`` and ``eval/seconds``, the names the
+    trainer sends, so a checkpoint evaluated later extends the training run's metric history."""
+    out = {f"eval/{k}": float(v) for k, v in results.items()}
+    out["eval/seconds"] = float(seconds)
+    return out
+
+
+def evaluate_checkpoint(spec: Any, host: Any, checkpoint: str, *, only: list[str] | None = None,
+                        track: bool = True) -> Evaluation:
+    """Load ``checkpoint`` (an engine checkpoint folder, a run's checkpoint folder = its newest
+    complete checkpoint, or a state-dict file) into the spec's model, run its evaluators and send
+    the lifecycle hooks (``vattfw_run_start``, ``vattfw_eval_end``, ``vattfw_run_end``) to every
+    plugin; ``track=False`` leaves the spec's trackers out, as `vattfw run --no-track` does."""
+    from ..model import build_model
+    from .weights import load_weights, read_checkpoint
+    state, step, where = read_checkpoint(checkpoint)
+    model = load_weights(build_model(spec.model, host), state, where=str(where))
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    results = run_evaluators(model, spec, host, only=only, timings=timings)
+    done = Evaluation(int(step or 0), str(where), results, timings, time.perf_counter() - start)
+    _announce(spec, host, done, track)
+    return done
+
+
+def _announce(spec: Any, host: Any, done: Evaluation, track: bool) -> None:
+    from .tracking import Trackers
+    from .paths import run_dir_of
+    run_dir = str(run_dir_of(spec))
+    trackers = Trackers(spec, host, run_dir, disabled=not track)
+    try:
+        trackers.hook.vattfw_run_start(spec=spec, run_dir=run_dir)
+        trackers.hook.vattfw_eval_end(step=done.step, results=eval_end_metrics(done.results, done.seconds))
+        trackers.hook.vattfw_run_end(status="finished", summary={"step": done.step, "checkpoint": done.checkpoint})
+    finally:
+        trackers.close()
+
+
+def print_results(done: Evaluation) -> None:
+    """The results as a table on stdout (counts as integers, timings dimmed)."""
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"evaluation of {done.checkpoint} (step {done.step})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in done.results.items():
+        shown = f"{value:.0f}" if name.endswith(("/queries", "/pool")) else f"{value:.4f}"
+        table.add_row(name, shown)
+    for name, seconds in done.timings.items():
+        table.add_row(f"[dim]{name} time[/dim]", f"[dim]{seconds:.1f} s[/dim]")
+    Console(width=100).print(table)
