@@ -36,10 +36,39 @@ class VATTModel(nn.Module):
         return pooled.reshape(*lead, pooled.shape[-1])
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        out = {f"{m}_pooled": self.encode(m, batch[m]) for m in self.tokenizers if m in batch}
+        return self.project(self.features(batch))
+
+    def features(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The per-clip part: ``<modality>_pooled`` of each modality in the batch.  Every row
+        depends on its own clip only, so micro-batches of it concatenate to the batch's."""
+        return {f"{m}_pooled": self.encode(m, batch[m]) for m in self.tokenizers if m in batch}
+
+    def project(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The heads on ``features``' output (the FAC head's BatchNorm mixes the batch's rows)."""
+        out = dict(feats)
         for head in self.heads.values():
             out.update(head(out))
         return out
+
+
+LOSSES_PREFIX = "losses."  # state-dict names of the training losses attached by attach_losses
+
+
+def attach_losses(model: nn.Module, objective: nn.Module) -> nn.Module:
+    """Register the training objective as ``model.losses``, so a loss that owns parameters
+    (``losses.terms.<term>.<name>``) is moved, distributed, optimised and checkpointed with
+    the model; returns ``objective``.  Losses without parameters add no state-dict entry,
+    so checkpoints keep their names.  The forward pass never calls it."""
+    if "losses" in dict(model.named_children()) or hasattr(type(model), "losses"):
+        raise UserError(Problem(f"the model ({type(model).__name__}) already has an attribute 'losses'; "
+                                f"the engine registers the training losses under that name", "model"))
+    model.add_module("losses", objective)
+    return objective
+
+
+def model_weights(state: dict) -> dict:
+    """``state`` without the training losses' entries: what a model built from the spec holds."""
+    return {k: v for k, v in state.items() if not k.startswith(LOSSES_PREFIX)}
 
 
 def build_model(model_section: ModelSection | dict, host=None) -> VATTModel:
@@ -71,12 +100,18 @@ def _check_agg(modality: str, tokenizer: nn.Module, backbone: nn.Module) -> None
 
 
 def parameter_table(model: nn.Module) -> list[tuple[str, int, int]]:
-    """(component, trainable, frozen) per top-level component (``tokenizers.video`` ...); a module
-    shared by several components (VATT-MA's encoder) is counted once, under the first."""
+    """(component, trainable, frozen) per top-level component (``tokenizers.video`` ...; with
+    :func:`attach_losses`, ``losses.<term>`` for each loss term); a module shared by several
+    components (VATT-MA's encoder) is counted once, under the first."""
     seen: set[int] = set()
     rows = []
-    for group in ("tokenizers", "backbones", "heads"):
-        for name, module in getattr(model, group).items():
+    groups = [(g, getattr(model, g)) for g in ("tokenizers", "backbones", "heads")]
+    if isinstance(getattr(model, "losses", None), nn.Module) and hasattr(model.losses, "terms"):
+        groups.append(("losses", model.losses.terms))
+    for group, modules in groups:
+        for name, module in modules.items():
+            if group == "losses" and not any(True for _ in module.parameters()):
+                continue  # (a loss without parameters is no component worth a row)
             trainable = frozen = 0
             for p in module.parameters():
                 if id(p) in seen:
