@@ -68,6 +68,13 @@ class TrainSection(Section):
     global_batch_size: int = Field(2048, ge=1, description="Clips per optimiser step, summed over all devices.")
     steps: int = Field(500_000, ge=1, description="Optimiser steps to train for.")
     grad_accumulation: int = Field(1, ge=1, description="Micro-batches per optimiser step; global_batch_size must divide by it.")
+    accumulation: Literal["cached", "independent"] = Field(
+        "cached", description="How grad_accumulation > 1 splits the step. cached: features of every micro-batch "
+                              "first (no autograd), heads and losses over the whole batch (all global_batch_size "
+                              "clips are contrastive negatives, BatchNorm sees the whole batch), then each "
+                              "micro-batch re-run with its cached gradient: the same loss and gradients as one pass "
+                              "(GradCache). independent: each micro-batch its own loss, gradients averaged "
+                              "(fewer negatives: a different objective; about 1/3 less compute).")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 matmuls with fp32 parameters.")
     log_every: int = Field(10, ge=1, description="Steps between metric logs (read in a step closure).")
     nan_policy: Literal["stop", "skip"] = Field(
