@@ -86,8 +86,8 @@ def spec_dict(root: Path, folder: Path, summary: dict, size: str) -> dict:
 
 def evaluate(spec, state=None) -> dict[str, float]:
     import torch
-    from vattfw.eval.checkpoint import load_weights
-    from vattfw.eval.runner import run_evaluators
+    from vattfw.engine.weights import load_weights
+    from vattfw.engine.evaluate import run_evaluators
     from vattfw.model import build_model
     torch.manual_seed(spec.run.seed)
     model = build_model(spec.model)
@@ -102,7 +102,7 @@ AUDIO_PROBES = ["linear_probe/audio_lrc", "linear_probe/audio_svm"]
 def logmel_baseline(spec) -> dict[str, float]:
     """The audio probes on a model whose ``audio_pooled`` is the mean log-mel spectrum of the clip."""
     import torch
-    from vattfw.eval.runner import run_evaluators
+    from vattfw.engine.evaluate import run_evaluators
     from vattfw_plugins.tokenizers._spectrogram import LogMel
 
     class MeanLogMel(torch.nn.Module):
@@ -128,7 +128,7 @@ def chance(summary: dict) -> dict[str, float]:
 
 def run(size: str = "paper") -> dict:
     import vattfw
-    from vattfw.eval.checkpoint import read_checkpoint
+    from vattfw.engine.weights import read_checkpoint
     root = Path(os.environ.get("VATTFW_QUALITY_DIR", "bench/quality")).resolve()
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

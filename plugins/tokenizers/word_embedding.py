@@ -19,7 +19,8 @@ from ._configs import PositionConfig
 
 
 class Config(vattfw.PluginConfig):
-    vectors: str | None = Field(None, description="Path to a .npy [vocab_size, dim] of word vectors; null = random init.")
+    vectors: str | None = Field(None, description="Path to a .npy [vocab_size, dim] of word vectors; null = random init.",
+                                json_schema_extra={"path": True})
     vocab_size: int = Field(65_536, ge=2, description="Vocabulary size (rows of the table; id 0 = padding).")
     dim: int = Field(300, ge=1, description="Width of the word vectors.")
     trainable: bool | None = Field(None, description="Train the table; null = frozen when vectors are given, else trainable.")
