@@ -48,6 +48,8 @@ class LogMel(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` waveform -> ``[B, frames, n_mels]`` log-mel energies (float32)."""
+        if audio.device.type == "meta":  # shapes only (the engine's FLOP count): autocast has no meta mode
+            return self._logmel(audio.float())
         with torch.autocast(audio.device.type, enabled=False):
             return self._logmel(audio.float())
 

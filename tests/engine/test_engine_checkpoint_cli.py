@@ -17,7 +17,7 @@ PROBE_ENV = {"PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "engine"), os.e
 def checkpoint(tmp_path):
     """(spec path, step folder, model state) of a checkpoint written by the engine's writer."""
     import vattfw
-    from vattfw.engine import checkpoint as ckpt
+    from vattfw import checkpoint as ckpt
     from vattfw.engine.optstate import create_state
     from vattfw.engine.trainer import spec_hash
     from vattfw.model import build_model

@@ -23,7 +23,7 @@ def test_mesh_and_batch_errors_are_reported_before_compiling(tmp_path):
     res = run_cli("run", str(spec), "--set", "train.global_batch_size=6", "--set", "mesh.fsdp=-1",
                   "--set", "mesh.data=4", env={"CPU_NUM_DEVICES": "8"})
     assert res.returncode == 2, res.stderr
-    assert "train.global_batch_size: got 6" in res.stderr and "data x fsdp = 4 x 2 = 8" in res.stderr
+    assert "train.global_batch_size: got 6" in res.stderr and "data x fsdp size (4 x 2 = 8)" in res.stderr
     res = run_cli("run", str(spec), "--set", "mesh.data=1", "--set", "mesh.tensor=-1",
                   "--set", "model.backbones.video.heads=2", env={"CPU_NUM_DEVICES": "4"})
     assert res.returncode == 2, res.stderr
@@ -39,7 +39,7 @@ sys.path.insert(0, "tests/engine")
 import torch, vattfw
 from enginekit import Batches
 from vattfw.engine.trainer import Trainer
-from vattfw.engine import checkpoint as ckpt
+from vattfw import checkpoint as ckpt
 out = {{}}
 for policy in ("stop", "skip"):
     spec = vattfw.load_spec({path!r}, ["train.steps=4", "train.log_every=1", "checkpoint.every_steps=1",

@@ -119,7 +119,7 @@ def test_forced_processes_read_their_rows_and_write_their_shards(tmp_path):
     assert replicated and all(k in p0 and k not in p1 for k in replicated)
 
     # merged, it is the single process's gathered checkpoint
-    from vattfw.engine import checkpoint as ckpt
+    from vattfw import checkpoint as ckpt
     merged, _ = ckpt.load(folder)
     gathered, _ = ckpt.load(tmp_path / "runs" / "single" / "checkpoints" / "step_000000003")
     assert merged["model"].keys() == gathered["model"].keys()

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from vattfw import UserError
-from vattfw.engine import checkpoint as ckpt
+from vattfw import checkpoint as ckpt
 from vattfw.engine.initialise import apply_init
 from vattfw.model import build_model
 from vattfw.spec.model import InitSection

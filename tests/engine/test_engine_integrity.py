@@ -13,7 +13,7 @@ import torch
 
 from enginekit import write_spec
 from fixtures.processes import run_cli, run_python
-from vattfw.engine import checkpoint as ckpt
+from vattfw import checkpoint as ckpt
 from vattfw.errors import UserError
 
 
@@ -102,7 +102,7 @@ def test_an_older_checkpoint_without_digests_still_loads(tmp_path):
 FULL_DISK = """
 import json, resource, signal, sys, torch
 from pathlib import Path
-from vattfw.engine import checkpoint as ckpt
+from vattfw import checkpoint as ckpt
 root = Path({root!r})
 state = lambda v: {{"model": {{"w": torch.full((256, 256), v)}}, "optimizer": {{}}}}
 meta = {{"spec_hash": "h", "rng": {{"host": "", "device": None}}}}

@@ -10,7 +10,7 @@ import pytest
 
 from fixtures.clips import write_clip_shards
 from fixtures.processes import run_cli
-from vattfw.engine import checkpoint as ckpt
+from vattfw import checkpoint as ckpt
 
 pytestmark = [pytest.mark.xla, pytest.mark.slow]
 

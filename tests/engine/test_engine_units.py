@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import vattfw
-from vattfw.engine import checkpoint as ckpt
+from vattfw import checkpoint as ckpt
 from vattfw.engine.mesh import check_batch, plan_model, resolve_mesh
 from vattfw.engine.tracking import flatten, scrub
 from vattfw.spec.run import MeshSection
@@ -102,13 +102,13 @@ def test_checkpoints_are_atomic_pruned_and_torn_ones_ignored(tmp_path):
     assert ckpt.latest(tmp_path).name == "step_000000002"
     tensors, meta = ckpt.load(ckpt.latest(tmp_path))
     assert meta["step"] == 2 and torch.equal(tensors["model"]["w"], torch.full((3,), 2.0))
-    with pytest.raises(vattfw.UserError, match="not a complete vattfw checkpoint"):
+    with pytest.raises(vattfw.UserError, match="not a usable vattfw checkpoint: no meta.json"):
         ckpt.load(torn)
 
 
 def test_out_of_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     ckpt.save(tmp_path, 1, _state(1), {}, keep_last=3)
-    real = ckpt._torch_save
+    real = ckpt.folder._torch_save
 
     def full_disk(obj, path):  # the OS's own ENOSPC: /dev/full accepts no bytes
         if path.name == "optimizer.pt":
@@ -117,7 +117,7 @@ def test_out_of_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
                 f.flush()
         real(obj, path)
 
-    monkeypatch.setattr(ckpt, "_torch_save", full_disk)
+    monkeypatch.setattr(ckpt.folder, "_torch_save", full_disk)
     with pytest.raises(ckpt.CheckpointError, match=r"out of disk space\); the previous checkpoint .*step_000000001 is intact"):
         ckpt.save(tmp_path, 2, _state(2), {}, keep_last=3)
     assert [p.name for p in tmp_path.iterdir()] == ["step_000000001"]

@@ -16,7 +16,7 @@ def shard_urls(root, split):
 @pytest.fixture
 def eval_setup(eval_media, tmp_path):
     """(spec path, checkpoint folder) for a tiny model with two evaluators."""
-    from vattfw.engine import checkpoint as ckpt
+    from vattfw import checkpoint as ckpt
     from vattfw.model import build_model
     root, vocab = eval_media
     spec = {
@@ -121,4 +121,4 @@ def test_bad_checkpoints_say_what_is_wrong(eval_setup, tmp_path, capsys):
 
     (folder / "model.pt").write_bytes((folder / "model.pt").read_bytes()[:1000])  # inside an engine checkpoint
     code, err = run(folder)
-    assert code == 2 and "not a complete vattfw checkpoint" in err
+    assert code == 2 and "not a usable vattfw checkpoint: model.pt has 1,000 bytes" in err

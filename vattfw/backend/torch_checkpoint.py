@@ -62,7 +62,7 @@ def _states(model, optimizer) -> dict[str, Any]:
 
 def save(backend, root: Path, step: int, model, optimizer, meta: dict[str, Any], keep_last: int) -> Path:
     import torch.distributed.checkpoint as dcp
-    from ..engine import checkpoint as ckpt
+    from .. import checkpoint as ckpt
     root = Path(root)
     final = ckpt.step_dir(root, step)
     tmp = root / f".tmp-{final.name}-dcp"  # one name for every process (pids differ)
@@ -119,7 +119,7 @@ def _first_error(backend, error: str) -> str:
 
 def problem(path: Path, verify: bool = True) -> str:
     """What makes ``path`` unusable as a torch-backend checkpoint ("" when intact)."""
-    from ..engine import checkpoint as ckpt
+    from .. import checkpoint as ckpt
     path = Path(path)
     why = ckpt.problem(path, verify=verify) if hasattr(ckpt, "problem") else (
         "" if ckpt.is_complete(path) else "incomplete")

@@ -245,14 +245,14 @@ class XlaBackend:
     # -- checkpoints -------------------------------------------------------------
     def save_checkpoint(self, root, step, model, optimizer, meta, keep_last):
         """One process: ``model.pt`` / ``optimizer.pt`` of CPU tensors (``.cpu()`` gathers each
-        sharded tensor).  Several: each writes only the pieces it owns (:mod:`vattfw.engine.shards`),
+        sharded tensor).  Several: each writes only the pieces it owns (:mod:`vattfw.checkpoint.shards`),
         since a tensor sharded over other hosts' devices cannot be gathered here.  Either resumes
         on any mesh."""
-        from ..engine import checkpoint as ckpt
+        from .. import checkpoint as ckpt
         if self.process_count == 1:
             state = {"model": _to_cpu(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict())}
             return ckpt.save(root, step, state, meta, keep_last)
-        from ..engine import shards
+        from ..checkpoint import shards
         layout, tensors = shards.layout_of(model.state_dict(), optimizer.state_dict())
         pieces = {key: self._owned_pieces(t) for key, t in tensors.items()}
         return shards.save(root, step, {k: v for k, v in pieces.items() if v}, layout, meta, keep_last,
@@ -313,12 +313,12 @@ class XlaBackend:
 
 
 class _FileCheckpoint:
-    """A checkpoint of whole CPU tensors (:func:`vattfw.engine.checkpoint.save`)."""
+    """A checkpoint of whole CPU tensors (:func:`vattfw.checkpoint.save`)."""
 
     def __init__(self, path, backend: XlaBackend):
         import json
         from pathlib import Path
-        from ..engine import checkpoint as ckpt
+        from .. import checkpoint as ckpt
         from ..errors import Problem, UserError
         try:
             fmt = json.loads((Path(path) / "meta.json").read_text()).get("format")

@@ -2,7 +2,7 @@
 
 CKPT is one checkpoint (``step_NNNNNNNNN``), a run's ``checkpoints/`` folder or a run folder
 (their newest step folder).  ``inspect`` prints the step, the mesh it was written with, every
-tensor's shape / dtype / bytes and an integrity verdict (:func:`vattfw.engine.checkpoint.problem`:
+tensor's shape / dtype / bytes and an integrity verdict (:func:`vattfw.checkpoint.problem`:
 marker, sizes, sha256); exit 1 when the checkpoint is unusable.  ``export`` writes the model's
 weights as one consolidated state-dict file (``torch.save`` of CPU tensors, loadable with
 ``weights_only=True``) that `vattfw eval --checkpoint OUT.pt` and ``model.init.checkpoint``
@@ -37,7 +37,7 @@ def register(sub) -> None:
 def resolve(path: str | Path) -> Path:
     """The step folder ``path`` names: itself, or the newest step folder under it (``checkpoints/``
     of a run folder), complete or not (inspect says what is wrong with it)."""
-    from ..engine import checkpoint as ckpt
+    from .. import checkpoint as ckpt
     path = Path(path)
     if not path.exists():
         raise UserError(Problem(f"checkpoint not found: {path}"))
@@ -62,7 +62,7 @@ def _format(path: Path) -> str:
 
 
 def _problem(path: Path, fmt: str) -> str:
-    from ..engine import checkpoint as ckpt
+    from .. import checkpoint as ckpt
     if fmt == "torch":
         from ..backend.torch_checkpoint import problem
         return problem(path)
@@ -106,10 +106,10 @@ def _xla_tensors(path: Path, meta: dict) -> tuple[list[dict], str]:
 
 
 def _host_tensors(path: Path, meta: dict) -> tuple[list[dict], str]:
-    """Rows of a per-host checkpoint (engine/shards.py): global shapes from layout.pt, and how many
+    """Rows of a per-host checkpoint (checkpoint/shards.py): global shapes from layout.pt, and how many
     pieces which processes wrote of each tensor."""
     import torch
-    from ..engine.shards import LAYOUT
+    from ..checkpoint.shards import LAYOUT
     try:
         layout = torch.load(path / f"{LAYOUT}.pt", map_location="cpu", weights_only=True)
         writers: dict[str, list[int]] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import pickle
 import random
 import signal
@@ -29,12 +30,14 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..errors import DataError, Problem, UserError
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 from . import signals
 from ..model import LOSSES_PREFIX
 from .optstate import create_state
 from .mesh import batch_specs, check_batch, per_device_bytes, plan_model, resolve_mesh
 from .paths import run_dir_of
+
+log = logging.getLogger("vattfw.engine")
 
 # torch_xla bakes the Python scalars 0 and 1 into the graph as constants, so an exact lr of 0
 # (step 0 of a warmup from 0, or a schedule ending at 0) compiles a second graph.  A floor
@@ -726,24 +729,22 @@ def _analysed_bytes(analysis: dict[str, float]) -> int | None:
     return int(gb * 2 ** 30)
 
 
-def _count_flops(compiled: Callable, batches: list[dict], probe: Callable | None = None) -> tuple[Any, int]:
+def _count_flops(compiled: Callable, batches: list[dict], probe: Callable) -> tuple[Any, int]:
     """Run the first step and count its FLOPs (every matmul of forward and backward once, at
-    the shapes of the batches).  Counted on ``probe`` (the step on ``meta`` tensors) where it
-    runs, so that the step itself runs outside the counter: torch_xla traces a step under
-    FlopCounterMode with other view ops, a graph of its own that would compile once more.
-    A model the meta device cannot run is counted on the real first step."""
+    the shapes of the batches) on ``probe``, the step on ``meta`` tensors, so that the step
+    itself runs outside the counter: torch_xla traces a step under FlopCounterMode with other
+    view ops, a graph of its own that would compile once more.  A model the meta device cannot
+    run gets 0 FLOPs (no MFU reported), saying why, rather than a second compile."""
     from torch.utils.flop_counter import FlopCounterMode
-    if probe is not None:
-        try:
-            with FlopCounterMode(display=False) as counter:
-                probe(batches)
-        except Exception:  # (an op without a meta kernel)
-            pass
-        else:
-            return compiled(batches), counter.get_total_flops()
-    with FlopCounterMode(display=False) as counter:
-        out = compiled(batches)
-    return out, counter.get_total_flops()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            probe(batches)
+    except Exception as exc:  # (an op without a meta kernel)
+        first = (str(exc).splitlines() or [""])[0]
+        log.warning("FLOPs not counted (the model does not run on the meta device: %s: %s); MFU is not reported",
+                    type(exc).__name__, first)
+        return compiled(batches), 0
+    return compiled(batches), counter.get_total_flops()
 
 
 def _meta_copy(model: torch.nn.Module) -> torch.nn.Module:

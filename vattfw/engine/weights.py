@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import Problem, UserError
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 
 # Positional tables may have another bucket count: the tokenizers resample them on load.
 RESAMPLED = re.compile(r".*\.pos\.axis\d+$")

@@ -12,9 +12,8 @@ what is wrong, and resuming falls back to the previous good checkpoint, saying s
 A write that fails (a full disk: ``torch.save`` then raises RuntimeError, not OSError)
 removes its ``.tmp-`` folder and leaves the previous checkpoint as it was.
 
-Multi-host runs would need torch.distributed.checkpoint with torch_xla's SPMD planners
-(each host writing its shards); in torch_xla 2.9 on one CPU host its save planner kept only
-one tensor of a small model, so it is not used here.
+Several hosts write per-host pieces into the same layout (:mod:`vattfw.checkpoint.shards`);
+docs/scale-out.md says why that, not torch.distributed.checkpoint's SPMD planner, is used.
 """
 from __future__ import annotations
 
@@ -266,7 +265,8 @@ def prune(root: Path, keep_last: int) -> None:
 
 
 def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors by name, meta) from a complete checkpoint folder whose files match meta.json."""
+    """(tensors by name, meta) from a complete checkpoint folder whose files match meta.json
+    (per-host pieces as written: :func:`vattfw.checkpoint.load` merges them)."""
     path = Path(path)
     why = problem(path)
     if why:
@@ -280,10 +280,4 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             first = (str(exc).splitlines() or [""])[0]
             raise UserError(Problem(f"{path / f} cannot be read ({type(exc).__name__}: {first})",
                                     "checkpoint.resume")) from None
-    if meta.get("shards"):  # written per host (engine/shards.py): whole tensors from every host's pieces
-        from .shards import merge
-        try:
-            tensors = merge(tensors, str(path))
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise UserError(Problem(f"{path} is not a usable vattfw checkpoint: {exc}", "checkpoint.resume")) from None
     return tensors, meta

@@ -58,7 +58,7 @@ def save(root: Path, step: int, pieces: Pieces, layout: dict, meta: dict[str, An
          process: tuple[int, int], barrier: Callable[[], None]) -> Path:
     """Write this process's ``pieces`` (and, in process 0, ``layout`` and the metadata) as the
     checkpoint of ``step``; every process calls it, with the same arguments but its pieces."""
-    from . import checkpoint as ckpt
+    from . import folder as ckpt
     index, count = process
     final = ckpt.step_dir(root, step)
     tmp = root / f".tmp-{final.name}-hosts"
