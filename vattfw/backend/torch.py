@@ -31,7 +31,12 @@ import base64
 import contextlib
 import datetime
 import hashlib
+import json
 import os
+import re
+import socket
+import sys
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -59,6 +64,7 @@ class TorchBackend:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=TIMEOUT_S))
             atexit.register(_shut_down)
+            _report_lost_peers(self.rank, self.world)
         # Host-side agreement (stop signals, checkpoint outcomes) on CPU tensors: no device sync.
         self._host = dist.new_group(backend="gloo") if cuda and self.world > 1 else None
         self.mesh = None
@@ -349,6 +355,82 @@ def _parallelize(model: nn.Module, plan: Any, mesh) -> None:
             if isinstance(sub, nn.Embedding) and sub.embedding_dim == heads:
                 layout[f"{name}.{child}"] = ColwiseParallel()
     parallelize_module(model, mesh, layout)
+
+
+# What gloo / NCCL / c10d raise inside a collective whose peer died or stopped answering.
+_LOST_PEER = re.compile(r"peer|Connection (reset|closed|refused)|Broken pipe|remote process|"
+                        r"timed? ?out|aborted|Socket Timeout", re.I)
+
+
+def _report_lost_peers(rank: int, world: int) -> None:
+    """When a process dies (kill -9, OOM), the others fail in their next collective with the
+    transport's error (gloo: "Read error [127.0.0.1]:41234: Connection reset by peer") deep in
+    the step.  Each process leaves its host and pid in the rendezvous store, so such an error
+    ends this process with one line naming the processes that are gone, not a traceback."""
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set(f"vattfw/process/{rank}", json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    except Exception:  # noqa: BLE001 - no store to read back: the launcher's report has to do
+        store = None
+    previous = sys.excepthook
+
+    def hook(kind, exc, tb):
+        if not isinstance(exc, RuntimeError) or not _LOST_PEER.search(str(exc)):
+            return previous(kind, exc, tb)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: rank {rank} of {world} stops: {_gone(store, rank, world)} ({type(exc).__name__}: "
+              f"{first[-160:]})", file=sys.stderr, flush=True)
+    sys.excepthook = hook
+
+
+def _gone(store, rank: int, world: int) -> str:
+    """Which other processes have exited, as far as this host can tell."""
+    dead, elsewhere = [], []
+    here = socket.gethostname()
+    for other in range(world):
+        if other == rank:
+            continue
+        try:
+            store.set_timeout(datetime.timedelta(seconds=5))  # the store may have died with its host
+            info = json.loads(store.get(f"vattfw/process/{other}"))
+        except Exception:  # noqa: BLE001
+            elsewhere.append(other)
+            continue
+        if info["host"] != here:
+            elsewhere.append(other)
+        elif not _alive(int(info["pid"])):
+            dead.append(other)
+    if dead:
+        names = ", ".join(f"rank {r}" for r in dead)
+        return f"{names} exited (killed or crashed: its own output and the launcher's report say how)"
+    where = f" (ranks {', '.join(map(str, elsewhere))} run on other hosts)" if elsewhere else ""
+    return ("another process of this run stopped answering during a collective" + where +
+            "; the launcher's report (torchrun: 'Root Cause') names it")
+
+
+def _alive(pid: int, wait_s: float = 1.0) -> bool:
+    """False once ``pid`` is exiting or gone.  Its sockets close early in its exit, so the
+    peer's error can come before it is a zombie: its memory already released (vsize 0) says
+    the same; a short wait covers the rest."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if fields[0] in "ZX" or fields[20] == "0":  # state; vsize
+                return False
+        except FileNotFoundError:
+            return False
+        except (OSError, IndexError):  # no /proc: ask the kernel (a zombie counts as alive here)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                pass
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
 
 
 def _b64(t: torch.Tensor) -> str:
