@@ -63,34 +63,62 @@ class Evaluation:
     """What :func:`evaluate_checkpoint` found: the evaluators' results (``<tag>/<metric>``)."""
 
     step: int
-    checkpoint: str
+    checkpoint: str  # where the weights came from (a path, or the random initialisation's label)
     results: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    random_init: bool = False
 
 
-def eval_end_metrics(results: dict[str, float], seconds: float) -> dict[str, float]:
+def eval_end_metrics(results: dict[str, float], seconds: float, prefix: str = "eval/") -> dict[str, float]:
     """The ``vattfw_eval_end`` payload: ``eval/<tag>/<metric>`` and ``eval/seconds``, the names the
     trainer sends, so a checkpoint evaluated later extends the training run's metric history."""
-    out = {f"eval/{k}": float(v) for k, v in results.items()}
-    out["eval/seconds"] = float(seconds)
+    out = {f"{prefix}{k}": float(v) for k, v in results.items()}
+    out[f"{prefix}seconds"] = float(seconds)
     return out
 
 
-def evaluate_checkpoint(spec: Any, host: Any, checkpoint: str, *, only: list[str] | None = None,
+# A baseline must not read as the run's step-0 evaluation in the same metric history.
+RANDOM_INIT_PREFIX = "eval/random_init/"
+
+
+def random_init_label(spec: Any) -> str:
+    return f"random initialisation (run.seed={spec.run.seed}, no checkpoint)"
+
+
+def seeded_model(spec: Any, host: Any) -> torch.nn.Module:
+    """The spec's model as the trainer builds it before its first step on a fresh start: every
+    host RNG seeded with ``run.seed``, then built.  ``model.init`` is not applied: this is the
+    untrained baseline a probe is compared with."""
+    import random
+    import numpy as np
+    from ..model import build_model
+    random.seed(spec.run.seed)
+    np.random.seed(spec.run.seed % 2 ** 32)
+    torch.manual_seed(spec.run.seed)
+    return build_model(spec.model, host)
+
+
+def evaluate_checkpoint(spec: Any, host: Any, checkpoint: str | None, *, only: list[str] | None = None,
                         track: bool = True) -> Evaluation:
     """Load ``checkpoint`` (an engine checkpoint folder, a run's checkpoint folder = its newest
     complete checkpoint, or a state-dict file) into the spec's model, run its evaluators and send
     the lifecycle hooks (``vattfw_run_start``, ``vattfw_eval_end``, ``vattfw_run_end``) to every
-    plugin; ``track=False`` leaves the spec's trackers out, as `vattfw run --no-track` does."""
+    plugin; ``track=False`` leaves the spec's trackers out, as `vattfw run --no-track` does.
+    ``checkpoint=None`` evaluates the seeded random initialisation (:func:`seeded_model`), step 0,
+    tracked as ``eval/random_init/<tag>/<metric>``."""
     from ..model import build_model
     from .weights import load_weights, read_checkpoint
-    state, step, where = read_checkpoint(checkpoint)
-    model = load_weights(build_model(spec.model, host), state, where=str(where))
+    if checkpoint is None:
+        model, step, where = seeded_model(spec, host), 0, random_init_label(spec)
+    else:
+        state, step, where = read_checkpoint(checkpoint)
+        model = load_weights(build_model(spec.model, host), state, where=str(where))
     timings: dict[str, float] = {}
     start = time.perf_counter()
     results = run_evaluators(model, spec, host, only=only, timings=timings)
-    done = Evaluation(int(step or 0), str(where), results, timings, time.perf_counter() - start)
+    done = Evaluation(int(step or 0), str(where), results, timings, time.perf_counter() - start,
+                      random_init=checkpoint is None)
     _announce(spec, host, done, track)
     return done
 
@@ -102,8 +130,12 @@ def _announce(spec: Any, host: Any, done: Evaluation, track: bool) -> None:
     trackers = Trackers(spec, host, run_dir, disabled=not track)
     try:
         trackers.hook.vattfw_run_start(spec=spec, run_dir=run_dir)
-        trackers.hook.vattfw_eval_end(step=done.step, results=eval_end_metrics(done.results, done.seconds))
-        trackers.hook.vattfw_run_end(status="finished", summary={"step": done.step, "checkpoint": done.checkpoint})
+        prefix = RANDOM_INIT_PREFIX if done.random_init else "eval/"
+        trackers.hook.vattfw_eval_end(step=done.step, results=eval_end_metrics(done.results, done.seconds, prefix))
+        # (no "checkpoint" for a random init: trackers would record the label as the run's final checkpoint)
+        summary = {"step": done.step, "random_init": True} if done.random_init else \
+            {"step": done.step, "checkpoint": done.checkpoint}
+        trackers.hook.vattfw_run_end(status="finished", summary=summary)
     finally:
         trackers.close()
 
@@ -112,7 +144,8 @@ def print_results(done: Evaluation) -> None:
     """The results as a table on stdout (counts as integers, timings dimmed)."""
     from rich.console import Console
     from rich.table import Table
-    table = Table(title=f"evaluation of {done.checkpoint} (step {done.step})")
+    title = done.checkpoint if done.random_init else f"{done.checkpoint} (step {done.step})"
+    table = Table(title=f"evaluation of {title}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in done.results.items():
