@@ -145,7 +145,8 @@ def print_results(done: Evaluation) -> None:
     from rich.console import Console
     from rich.table import Table
     title = done.checkpoint if done.random_init else f"{done.checkpoint} (step {done.step})"
-    table = Table(title=f"evaluation of {title}")
+    title = f"evaluation of {title}"
+    table = Table(title=title, min_width=min(len(title) + 4, 100))  # the title on one line
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in done.results.items():
