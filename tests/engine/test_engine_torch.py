@@ -134,19 +134,19 @@ def _ok(launch: Launch, **kw) -> Launch:
     return launch
 
 
-def _same_losses(got: dict, want: dict, what: str) -> None:
+def _same_losses(got: dict, want: dict, what: str, tol: float = TOL) -> None:
     assert sorted(got) == sorted(want), (what, got, want)
     worst = max(abs(got[s] - want[s]) for s in want)
-    assert got == pytest.approx(want, abs=TOL, rel=TOL), f"{what}: losses differ by {worst:.3g}: {got} vs {want}"
+    assert got == pytest.approx(want, abs=tol, rel=tol), f"{what}: losses differ by {worst:.3g}: {got} vs {want}"
 
 
-def _same_params(got: dict, want: dict, what: str) -> None:
+def _same_params(got: dict, want: dict, what: str, tol: float = TOL) -> None:
     assert got.keys() == want.keys(), (what, sorted(set(got) ^ set(want)))
     # |a - b| <= TOL + TOL |b| element by element (pytest.approx's rule, as for the losses)
-    excess = {k: float(((got[k].float() - want[k].float()).abs() - TOL * want[k].float().abs()).max()) for k in want}
+    excess = {k: float(((got[k].float() - want[k].float()).abs() - tol * want[k].float().abs()).max()) for k in want}
     worst = max(excess, key=excess.get)
     diff = float((got[worst].float() - want[worst].float()).abs().max())
-    assert excess[worst] <= TOL, f"{what}: parameter {worst} differs by {diff:.3g}"
+    assert excess[worst] <= tol, f"{what}: parameter {worst} differs by {diff:.3g}"
 
 
 @pytest.fixture(scope="module")
@@ -170,17 +170,23 @@ def test_two_processes_fsdp_or_tensor_parallel_match_one_process(tmp_path, shard
     axis = mesh.split("=")[0]
     sets = ["mesh.data=1", f"mesh.{mesh}"] + (["mesh.fsdp=1"] if axis == "tensor" else [])
     two = _ok(Launch(tmp_path, shards, axis, nproc=2, sets=tuple(sets)))
+    # tensor=2 measured: losses within 1.7e-6 relative at steps 1-2, drifting to 2.1e-5 by step 4;
+    # the same step in float64 gives one process's gradients to 6e-14 relative, so the drift is
+    # float32 rounding (other matmul splits) amplified by this tiny model (grad norm ~460), hence 1e-4.
+    tol = 1e-4 if axis == "tensor" else TOL
     for rank in (0, 1):
-        _same_losses(two.losses(rank), single.losses(), f"torchrun {mesh}, rank {rank}")
-    _same_params(two.params(), single.params(), f"torchrun {mesh}")
+        _same_losses(two.losses(rank), single.losses(), f"torchrun {mesh}, rank {rank}", tol)
+    _same_params(two.params(), single.params(), f"torchrun {mesh}", tol)
 
 
 @pytest.mark.slow
 @pytest.mark.xla
 def test_one_process_torch_matches_the_xla_backend(tmp_path, shards, single):
     xla = _ok(Launch(tmp_path, shards, "xla", backend="xla"))
-    _same_losses(single.losses(), xla.losses(), "torch vs xla, one device")
-    _same_params(single.params(), xla.params(), "torch vs xla, one device")
+    # measured: 4e-6 relative at step 1, 5.3e-5 by step 4 (XLA fuses and orders the fp32 sums
+    # otherwise; amplified as for tensor=2 above), hence 1e-4; parameters not yet measured.
+    _same_losses(single.losses(), xla.losses(), "torch vs xla, one device", 1e-4)
+    _same_params(single.params(), xla.params(), "torch vs xla, one device", 1e-4)
 
 
 def _killed(launch: Launch, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
