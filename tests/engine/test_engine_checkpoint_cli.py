@@ -19,7 +19,7 @@ def checkpoint(tmp_path):
     import vattfw
     from vattfw import checkpoint as ckpt
     from vattfw.engine.optstate import create_state
-    from vattfw.engine.trainer import spec_hash
+    from vattfw.engine.checkpointer import spec_hash
     from vattfw.model import build_model
     spec_path = write_spec(tmp_path)
     spec = vattfw.load_spec(str(spec_path))

@@ -72,7 +72,7 @@ objective = attach_losses(m, build_objective(spec.losses))
 batch = next(iter(Batches()))
 with FlopCounterMode(display=False) as counter:
     objective(m(batch), batch)[0].backward()
-print("RESULT" + json.dumps({{"status": r.status, "compiles": r.summary["compiles"], "flops": t.flops_per_step,
+print("RESULT" + json.dumps({{"status": r.status, "compiles": r.summary["compiles"], "flops": t.meter.flops_per_step,
                              "eager_flops": counter.get_total_flops(), "losses": [l for _, l in r.losses]}}))
 """
 

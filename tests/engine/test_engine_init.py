@@ -119,7 +119,7 @@ def test_missing_or_foreign_checkpoints(tmp_path):
 
 def test_init_does_not_enter_the_resume_digest():
     import vattfw
-    from vattfw.engine.trainer import spec_hash
+    from vattfw.engine.checkpointer import spec_hash
     plain = vattfw.Spec.model_validate({"model": BRANCH})
     with_init = vattfw.Spec.model_validate({"model": {**BRANCH, "init": {"checkpoint": "runs/pre"}}})
     assert spec_hash(plain) == spec_hash(with_init)

@@ -33,7 +33,18 @@ def run(args) -> int:
         os.environ.setdefault("PT_XLA_DEBUG_LEVEL", "1")
         return _print_dry_run(args.spec, trainer.dry_run())
     result = trainer.run()
+    if result.main_process:
+        print_summary(spec.run.name, result)
     return result.exit_code
+
+
+def print_summary(name: str, result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"vattfw run {name}: {result.status}", show_header=False)
+    for k, v in result.summary.items():
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console(stderr=True).print(table)
 
 
 def prepare_data(spec) -> None:

@@ -14,30 +14,24 @@ the device) and counts it.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import logging
-import pickle
-import random
 import signal
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
-from ..errors import DataError, Problem, UserError
 from .. import checkpoint as ckpt
-from . import signals
+from ..data.tracked import TrackedLoader
+from ..errors import DataError
 from ..model import LOSSES_PREFIX
-from .optstate import create_state
+from . import signals
+from .checkpointer import Checkpointer, restore_rng, rng_state, seed_host
 from .mesh import batch_specs, check_batch, per_device_bytes, plan_model, resolve_mesh
+from .meter import Meter, meta_copy
+from .optstate import create_state
 from .paths import run_dir_of
-
-log = logging.getLogger("vattfw.engine")
 
 # torch_xla bakes the Python scalars 0 and 1 into the graph as constants, so an exact lr of 0
 # (step 0 of a warmup from 0, or a schedule ending at 0) compiles a second graph.  A floor
@@ -56,60 +50,7 @@ class Result:
     exit_code: int
     summary: dict[str, Any] = field(default_factory=dict)
     losses: list[tuple[int, float]] = field(default_factory=list)
-
-
-class _TrackedLoader:
-    """Wraps the host loader: remembers its state after each batch it hands out, so a
-    checkpoint records the state of the last batch the *step* consumed, not of the batch
-    the device loader's prefetch thread reached."""
-
-    def __init__(self, loader: Any, keep: int = 256):
-        self.loader = loader
-        self.produced = 0
-        self.states: deque[tuple[int, Any]] = deque(maxlen=keep)
-        self.lift: set[str] = set()  # 1-D fields sent as [B, 1]
-        self._first: dict | None = None
-        self._it = None
-        self.error: BaseException | None = None  # what ended the loader (raised in the upload thread)
-
-    def peek(self) -> dict:
-        if self._first is None:
-            self._it = iter(self.loader)
-            self._first = next(self._it)
-            self.produced = 1
-            self.states.append((1, self._state()))
-        return self._first
-
-    def _state(self) -> Any:
-        sd = getattr(self.loader, "state_dict", None)
-        return sd() if sd else None
-
-    def __iter__(self):
-        self.peek()
-        first, self._first = self._first, {}
-        yield self._lifted(first)
-        while True:
-            try:
-                try:
-                    batch = next(self._it)
-                except StopIteration:  # a finite loader: start its next pass
-                    self._it = iter(self.loader)
-                    batch = next(self._it)
-            except Exception as exc:  # noqa: BLE001 - kept for the main thread, which reports it
-                self.error = exc  # (raised here, it would die with the device loader's upload thread)
-                return
-            self.produced += 1
-            self.states.append((self.produced, self._state()))
-            yield self._lifted(batch)
-
-    def _lifted(self, batch: dict) -> dict:
-        return {k: v[:, None] if k in self.lift else v for k, v in batch.items()} if self.lift else batch
-
-    def state_after(self, consumed: int) -> Any:
-        for n, state in reversed(self.states):
-            if n == consumed:
-                return state
-        raise RuntimeError(f"data state after batch {consumed} was not kept (prefetch ran too far ahead)")
+    main_process: bool = True  # the process that speaks for the run (prints the summary)
 
 
 class _Gathered(Mapping):
@@ -133,17 +74,6 @@ class _Gathered(Mapping):
 
     def __len__(self) -> int:
         return len(self._fields)
-
-
-def spec_hash(spec: Any) -> str:
-    """Digest of what a resumed run must share with the run it continues."""
-    d = spec.model_dump(mode="json")
-    keep = {k: d[k] for k in ("model", "losses", "optimizer", "data")}
-    # model.init is left out: only a fresh start reads it; a resumed run loads its own weights.
-    keep["model"] = {k: v for k, v in d["model"].items() if k != "init"}
-    keep["train"] = {k: d["train"][k] for k in ("global_batch_size", "grad_accumulation", "precision")}
-    keep["seed"] = d["run"]["seed"]
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def measure_peak_flops(seconds: float = 0.6) -> float:
@@ -180,9 +110,30 @@ class Trainer:
         self.stop_signal: int | None = None
         self.losses: list[tuple[int, float]] = []
         self.last_metrics: dict[str, float] = {}
-        self.last_checkpoint: str | None = None
         self.init_report = None  # what model.init loaded, on a fresh start
-        self._log_times: list[tuple[int, float]] = []
+        # Built by setup(), from the spec (or what was passed in):
+        self.backend: Any = None
+        self.devices, self.sizes, self.micro, self.plan = 0, {}, 0, None
+        self.checkpoints: Checkpointer | None = None
+        self.resume_from: Path | None = None
+        self.meta: dict[str, Any] = {}  # the resumed checkpoint's metadata ({} on a fresh start)
+        self.device = self.model = self.objective = self.optimizer = self.schedule = None
+        self.params: list[torch.Tensor] = []
+        self.step = self.consumed = self.compiles_at_start = 0
+        self.loader: Any = None
+        self.tracked: TrackedLoader | None = None
+        self.flat_keys: set[str] = set()  # 1-D batch fields sent as [B, 1] under SPMD
+        self.specs: dict[str, tuple] = {}  # batch field -> input sharding
+        self.step_t = self.bad_step = self.bad_values = self.skipped_t = None  # device-side health counters
+        # Set by run():
+        self.trackers: Any = None
+        self.meter: Meter | None = None
+        self.progress_bar: Any = None
+        self.t_start, self.start_step = time.perf_counter(), 0
+
+    @property
+    def last_checkpoint(self) -> str | None:
+        return self.checkpoints.last if self.checkpoints else None
 
     # == setup =================================================================
     def setup(self, dry_run: bool = False) -> None:
@@ -197,24 +148,16 @@ class Trainer:
         self.backend.start(self.sizes)  # before the first device tensor (XLA: SPMD mode); the process mesh
         self.micro = check_batch(spec.train.global_batch_size, spec.train.grad_accumulation,
                                  self.backend.data_shard[1], self.sizes)
-        _seed_host(spec.run.seed)
+        seed_host(spec.run.seed)
         model = self._model if self._model is not None else build_model(spec.model, self.host)
         # The losses are a submodule (``losses.terms.<term>.*``): a loss that owns parameters is
         # moved, distributed, optimised and checkpointed with the model.
         objective = attach_losses(model, build_objective(spec.losses, self.host))
         self.plan = plan_model(model, self.sizes, spec.mesh.column_parallel, spec.mesh.row_parallel)
-        ckpt.prepare(self.ckpt_root)  # a read-only or uncreatable folder: one line, before anything is built
-        if self.backend.is_main_process:
-            ckpt.clean_partial(self.ckpt_root)
-        self.backend.barrier()  # (no process may look for checkpoints while another cleans)
-        self.resume_from = self._find_resume()
-        restored = self.backend.open_checkpoint(self.resume_from) if self.resume_from else None
+        self.checkpoints = Checkpointer(spec, self.backend, self.ckpt_root, self._warn)
+        self.checkpoints.prepare()  # a read-only or uncreatable folder: one line, before anything is built
+        self.resume_from, restored = self.checkpoints.open(self.resume_arg)
         self.meta = restored.meta if restored else {}
-        if self.meta and self.meta.get("spec_hash") != spec_hash(spec):
-            raise UserError(Problem(
-                f"checkpoint {self.resume_from} was written by a run with a different model, losses, optimizer, "
-                f"data, batch or seed; resume it with the same spec, or start afresh with --resume never "
-                f"or another run.name", "checkpoint.resume"))
         if restored:
             restored.load_model(model)
         elif spec.model.init is not None:  # a fresh start: pretrained weights, before sharding
@@ -241,7 +184,7 @@ class Trainer:
         if self.meta.get("data") is not None and hasattr(self.loader, "load_state_dict"):
             self.loader.load_state_dict(self.meta["data"])
         self._init_health()
-        self.tracked = _TrackedLoader(self.loader)
+        self.tracked = TrackedLoader(self.loader)
         first = self.tracked.peek()
         # torch_xla 2.9's input sharding fails on 1-D tensors (IndexError in send_cpu_data_to_device):
         # under SPMD they travel as [B, 1] and are flattened again inside the step.
@@ -255,7 +198,7 @@ class Trainer:
         # Last: nothing after this point may draw from the device RNG before the first step.
         self.backend.seed(spec.run.seed)
         if self.meta:
-            _restore_rng(self.meta["rng"], self.backend)
+            restore_rng(self.meta["rng"], self.backend)
 
     def _shard_new_state(self) -> None:
         """Moments split like their parameters: the state the step returns is then sharded as the
@@ -271,29 +214,6 @@ class Trainer:
         from ..data import build_loader
         index, count = self.backend.data_shard  # this process's rows of every global batch
         return build_loader(self.spec, self.host, process_index=index, process_count=count, split="train")
-
-    def _find_resume(self) -> Path | None:
-        from rich.markup import escape
-        arg = self.resume_arg
-        if arg in ("never", "none", ""):
-            return None
-        warn = lambda line: self._print(f"[yellow]warning:[/yellow] {escape(line)}")  # noqa: E731
-        if arg == "auto":  # every checkpoint bad: an error, not a silent restart over them
-            return ckpt.newest_intact(self.ckpt_root, warn)
-        path = Path(arg)
-        if not path.exists():
-            raise UserError(Problem(f"checkpoint {path} does not exist", "checkpoint.resume"))
-        if (path / "meta.json").exists() or ckpt.NAME.match(path.name):  # one checkpoint, named by the user
-            why = ckpt.problem(path)
-            if why:
-                raise UserError(Problem(f"checkpoint {path} is unusable: {why}", "checkpoint.resume"))
-            return path
-        # a run folder or checkpoint folder: its newest intact checkpoint
-        root = path / "checkpoints" if ckpt.step_dirs(path / "checkpoints") else path
-        found = ckpt.newest_intact(root, warn)
-        if found is None:
-            raise UserError(Problem(f"{path} holds no checkpoint", "checkpoint.resume"))
-        return found
 
     def _param_groups(self) -> list:
         """(name, parameter) pairs for the optimiser.  Loss parameters (``losses.*``, e.g. a
@@ -356,7 +276,7 @@ class Trainer:
         """Forward and backward of the step on a copy of the model and batches on the ``meta``
         device (shapes only: nothing is computed, no device graph is traced), for
         FlopCounterMode.  The host RNG is left as it was."""
-        model = _meta_copy(self.model)
+        model = meta_copy(self.model)
         rng = torch.get_rng_state()
         try:
             for batch in batches:
@@ -475,18 +395,16 @@ class Trainer:
         if self.stop_signal:
             self._print(f"stopped by {signal.Signals(self.stop_signal).name} at step {self.step}; "
                         f"checkpoint {self.last_checkpoint}; resume with the same command")
-        self._print_summary(summary, status)
-        return Result(status, self.step, code, summary, self.losses)
+        return Result(status, self.step, code, summary, self.losses, self.backend.is_main_process)
 
     def _loop(self) -> None:
         spec = self.spec
         total_steps, acc = spec.train.steps, spec.train.grad_accumulation
         compiled = self.backend.compile(self._train_step)
         device_batches = self.backend.device_loader(self.tracked, self.specs if self.backend.spmd else None)
-        self.flops_per_step = None
+        self.meter = Meter(spec.train.global_batch_size, self._peak_flops())
         progress = self._progress()
-        self._log_times.append((self.step, time.perf_counter(), self.backend.compile_count()))
-        self._timed_steps, self._timed_s = 0, 0.0
+        self.meter.mark(self.step, time.perf_counter(), self.backend.compile_count())
         with device_batches as device_iter, progress:
             while self.step < total_steps and not self._stopping():
                 try:
@@ -496,10 +414,9 @@ class Trainer:
                 lr = max(self.schedule(self.step), LR_FLOOR)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                if self.flops_per_step is None:
-                    out, self.flops_per_step = _count_flops(compiled, batches, self._flops_probe)
-                    if not self.backend.spmd:  # each process counted its own share of the step
-                        self.flops_per_step *= self.backend.process_count
+                if self.meter.flops_per_step is None:  # each process counts its own share, unless SPMD
+                    scale = 1 if self.backend.spmd else self.backend.process_count
+                    out = self.meter.first_step(compiled, batches, self._flops_probe, scale)
                 else:
                     out = compiled(batches)
                 self.step += 1
@@ -531,25 +448,17 @@ class Trainer:
         if exc is not None and not isinstance(exc, DataError):
             return exc
         what = f"{type(exc).__name__}: {' '.join(str(exc).split())}" if exc else "the data loader ended"
-        kept = f"checkpoint {self.last_checkpoint or ckpt.latest(self.ckpt_root)}"
+        kept = f"checkpoint {self.checkpoints.latest()}"
         return TrainingStopped(f"reading the training data failed after step {self.step} ({what}); {kept}; "
                                f"resume with the same command once the data is readable")
 
     # -- closures (host side) ---------------------------------------------------
     def _on_log(self, step: int, lr: float, total, terms, grad_norm, skipped, bad_step, bad_values) -> None:
-        now, compiles = time.perf_counter(), self.backend.compile_count()
-        prev_step, prev_t, prev_compiles = self._log_times[-1]
-        self._log_times.append((step, now, compiles))
+        speed = self.meter.mark(step, time.perf_counter(), self.backend.compile_count())
         loss = float(total)
         self.losses.append((step, loss))
         metrics = {"loss": loss, **{f"loss/{k}": float(v) for k, v in terms.items()},
-                   "lr": lr, "grad_norm": float(grad_norm), "skipped_steps": float(skipped)}
-        if step > prev_step and compiles == prev_compiles:  # intervals that compiled say nothing of speed
-            self._timed_steps += step - prev_step
-            self._timed_s += now - prev_t
-            metrics["clips_per_s"] = (step - prev_step) * self.spec.train.global_batch_size / (now - prev_t)
-            if self.flops_per_step and self.peak_flops:
-                metrics["mfu"] = (self.flops_per_step * (step - prev_step) / (now - prev_t)) / self.peak_flops
+                   "lr": lr, "grad_norm": float(grad_norm), "skipped_steps": float(skipped), **speed}
         for reason, n in _skipped_samples(self.loader).items():
             metrics[f"skipped/{reason}"] = float(n)
         self.last_metrics = metrics
@@ -566,7 +475,7 @@ class Trainer:
         if t.nan_policy == "stop" and bad_step >= 0:
             values = [float(v) for v in bad_values.cpu()]
             terms = ", ".join(f"{k}={v}" for k, v in zip(["loss", *self.spec.losses.terms], values))
-            kept = f"the last good checkpoint is {self.last_checkpoint or ckpt.latest(self.ckpt_root)}"
+            kept = f"the last good checkpoint is {self.checkpoints.latest()}"
             raise TrainingStopped(f"non-finite loss at step {bad_step} ({terms}); {kept} "
                                   f"(train.nan_policy: skip would skip such steps)")
         if t.nan_policy == "skip" and skipped > t.max_skipped_steps:
@@ -578,11 +487,11 @@ class Trainer:
         self.backend.sync()
         self._check_health()
         start = time.perf_counter()
-        rng = _rng_state(self.backend)  # training draws the same masks whether it evaluated or not
+        rng = rng_state(self.backend)  # training draws the same masks whether it evaluated or not
         try:
             results = run_evaluators(self.model, self.spec, self.host)
         finally:
-            _restore_rng(rng, self.backend)
+            restore_rng(rng, self.backend)
         self.eval_results = {f"eval/{k}": float(v) for k, v in results.items()}
         self.eval_results["eval/seconds"] = time.perf_counter() - start
         self.trackers.hook.vattfw_eval_end(step=self.step, results=self.eval_results)
@@ -592,14 +501,9 @@ class Trainer:
     def _checkpoint(self) -> None:
         self.backend.sync()
         self._check_health()
-        meta = {"spec_hash": spec_hash(self.spec), "rng": _rng_state(self.backend),
-                "data": self.tracked.state_after(self.consumed) if self.consumed else
-                self.meta.get("data"), "skipped_steps": int(self.skipped_t.cpu()), "time": time.time(),
-                "mesh": self.sizes}
-        path = self.backend.save_checkpoint(self.ckpt_root, self.step, self.model, self.optimizer, meta,
-                                            self.spec.checkpoint.keep_last)
-        self.last_checkpoint = str(path)
-        self.trackers.hook.vattfw_checkpoint_saved(step=self.step, path=str(path))
+        data = self.tracked.state_after(self.consumed) if self.consumed else self.meta.get("data")
+        path = self.checkpoints.save(self.step, self.model, self.optimizer, data, int(self.skipped_t.cpu()), self.sizes)
+        self.trackers.hook.vattfw_checkpoint_saved(step=self.step, path=path)
 
     # -- signals ----------------------------------------------------------------
     def _stopping(self) -> bool:
@@ -616,7 +520,6 @@ class Trainer:
     # -- output -----------------------------------------------------------------
     def _progress(self):
         from .progress import ProgressView
-        self.peak_flops = self._peak_flops()
         self.progress_bar = ProgressView(self.spec.train.steps, self.step, console=self.console,
                                          enabled=self.show_progress)
         return self.progress_bar
@@ -631,46 +534,38 @@ class Trainer:
         return None
 
     def _summary(self) -> dict[str, Any]:
-        wall = time.perf_counter() - getattr(self, "t_start", time.perf_counter())
-        summary: dict[str, Any] = {"step": self.step, "steps_run": self.step - getattr(self, "start_step", 0),
+        wall = time.perf_counter() - self.t_start
+        summary: dict[str, Any] = {"step": self.step, "steps_run": self.step - self.start_step,
                                    "wall_s": round(wall, 2)}
         if self.losses:
             summary["first_loss"] = self.losses[0][1]
             summary["final_loss"] = self.losses[-1][1]
-        if getattr(self, "_timed_steps", 0):
-            summary["clips_per_s"] = self._timed_steps * self.spec.train.global_batch_size / self._timed_s
-            if getattr(self, "flops_per_step", None) and getattr(self, "peak_flops", None):
-                summary["mfu"] = self.flops_per_step * self._timed_steps / self._timed_s / self.peak_flops
-        if hasattr(self, "backend"):
-            summary["compiles"] = self.backend.compile_count() - getattr(self, "compiles_at_start", 0)
-        if getattr(self, "skipped_t", None) is not None:
+        if self.meter is not None:
+            summary.update(self.meter.summary())
+        if self.backend is not None:
+            summary["compiles"] = self.backend.compile_count() - self.compiles_at_start
+        if self.skipped_t is not None:
             summary["skipped_steps"] = int(self.skipped_t.cpu())
-        if getattr(self, "loader", None) is not None:
+        if self.loader is not None:
             summary["skipped_samples"] = sum(_skipped_samples(self.loader).values())
         summary.update(self.eval_results)
         summary["checkpoint"] = self.last_checkpoint
         summary["run_dir"] = str(self.run_dir)
         return summary
 
+    def _warn(self, line: str) -> None:
+        from rich.markup import escape
+        self._print(f"[yellow]warning:[/yellow] {escape(line)}")
+
     def _print(self, text: str, every_process: bool = False) -> None:
         """One line on stderr from process 0 only, or (``every_process``: a fatal error, which may
         be this process's alone) from any process, naming it."""
-        if hasattr(self, "backend") and not self.backend.is_main_process:
+        if self.backend is not None and not self.backend.is_main_process:
             if not every_process:
                 return  # one process speaks for the run
             text = f"process {self.backend.process_index}: {text}"
         from rich.console import Console
         (self.console or Console(stderr=True)).print(text, soft_wrap=True)  # one message, one line
-
-    def _print_summary(self, summary: dict[str, Any], status: str) -> None:
-        if not self.backend.is_main_process:
-            return
-        from rich.console import Console
-        from rich.table import Table
-        table = Table(title=f"vattfw run {self.spec.run.name}: {status}", show_header=False)
-        for k, v in summary.items():
-            table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-        (self.console or Console(stderr=True)).print(table)
 
     # == dry run ===============================================================
     def dry_run(self) -> dict[str, Any]:
@@ -729,35 +624,6 @@ def _analysed_bytes(analysis: dict[str, float]) -> int | None:
     return int(gb * 2 ** 30)
 
 
-def _count_flops(compiled: Callable, batches: list[dict], probe: Callable) -> tuple[Any, int]:
-    """Run the first step and count its FLOPs (every matmul of forward and backward once, at
-    the shapes of the batches) on ``probe``, the step on ``meta`` tensors, so that the step
-    itself runs outside the counter: torch_xla traces a step under FlopCounterMode with other
-    view ops, a graph of its own that would compile once more.  A model the meta device cannot
-    run gets 0 FLOPs (no MFU reported), saying why, rather than a second compile."""
-    from torch.utils.flop_counter import FlopCounterMode
-    try:
-        with FlopCounterMode(display=False) as counter:
-            probe(batches)
-    except Exception as exc:  # (an op without a meta kernel)
-        first = (str(exc).splitlines() or [""])[0]
-        log.warning("FLOPs not counted (the model does not run on the meta device: %s: %s); MFU is not reported",
-                    type(exc).__name__, first)
-        return compiled(batches), 0
-    return compiled(batches), counter.get_total_flops()
-
-
-def _meta_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with every parameter and buffer replaced by an empty ``meta`` tensor of its
-    shape: copying it reads and allocates no device memory."""
-    import copy
-    memo: dict[int, Any] = {}
-    for t in [*model.parameters(), *model.buffers()]:
-        meta = torch.empty(t.shape, dtype=t.dtype, device="meta")
-        memo[id(t)] = torch.nn.Parameter(meta, t.requires_grad) if isinstance(t, torch.nn.Parameter) else meta
-    return copy.deepcopy(model, memo)
-
-
 def _split_model(model: torch.nn.Module) -> tuple[Callable, Callable]:
     """(per-clip features, batch-level projection) for cached accumulation: VATTModel's
     ``features`` / ``project``.  A model without them is one per-clip function (any BatchNorm
@@ -766,29 +632,6 @@ def _split_model(model: torch.nn.Module) -> tuple[Callable, Callable]:
     if callable(features) and callable(project):
         return features, project
     return model, (lambda outputs: outputs)
-
-
-def _seed_host(seed: int) -> None:
-    import numpy as np
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
-def _rng_state(backend: Any) -> dict[str, Any]:
-    import numpy as np
-    blob = pickle.dumps({"python": random.getstate(), "numpy": np.random.get_state(),
-                         "torch": torch.get_rng_state()})
-    return {"device": backend.rng_state(), "host": base64.b64encode(blob).decode()}
-
-
-def _restore_rng(state: dict[str, Any], backend: Any) -> None:
-    import numpy as np
-    host = pickle.loads(base64.b64decode(state["host"]))
-    random.setstate(host["python"])
-    np.random.set_state(host["numpy"])
-    torch.set_rng_state(host["torch"])
-    backend.set_rng_state(state["device"])
 
 
 def _skipped_samples(loader: Any) -> dict[str, int]:
