@@ -33,7 +33,8 @@ class Attention(nn.Module):
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        # -1, not self.heads: under tensor parallelism a process holds only its own heads
+        return x.view(b, t, -1, self.head_dim).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
@@ -41,7 +42,7 @@ class Attention(nn.Module):
         if bias is not None:
             scores = scores + bias
         probs = self.drop(torch.softmax(scores, dim=-1))
-        out = (probs @ v).transpose(1, 2).reshape(x.shape)
+        out = (probs @ v).transpose(1, 2).flatten(2)
         return self.o(out)
 
 

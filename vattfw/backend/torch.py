@@ -183,6 +183,8 @@ class TorchBackend:
         return tensor.to(self._device)
 
     def optimizer_kernels(self) -> dict[str, bool]:
+        if self._sizes.get("tensor", 1) > 1 and self._batch_group is None:
+            return {"foreach": False}  # DTensor and plain parameters side by side: no grouped kernels
         # fused: one kernel per step on CUDA; foreach (grouped tensor ops) on the CPU
         return {"fused": True} if self._device.type == "cuda" else {"foreach": True}
 
@@ -342,18 +344,16 @@ def _blocks(model: nn.Module, plan: Any) -> list[nn.Module]:
 
 def _parallelize(model: nn.Module, plan: Any, mesh) -> None:
     """Column-/row-parallel Linears by the plan; an Embedding with one column per attention
-    head inside a module with ``heads`` (T5's relative bias) is split by head like the q/k/v
-    columns, so each process adds the bias of its own heads."""
+    head next to the attention it feeds (T5's relative position bias) is split by head like
+    the q/k/v columns, so each process adds the bias of its own heads."""
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
     layout: dict[str, Any] = {n: ColwiseParallel() for n in plan.column}
     layout.update({n: RowwiseParallel() for n in plan.row})
     for name, module in model.named_modules():
-        heads = getattr(module, "heads", None)
-        if not isinstance(heads, int) or module is model:
-            continue
+        heads = {m.heads for m in module.modules() if isinstance(getattr(m, "heads", None), int)}
         for child, sub in module.named_children():
-            if isinstance(sub, nn.Embedding) and sub.embedding_dim == heads:
-                layout[f"{name}.{child}"] = ColwiseParallel()
+            if isinstance(sub, nn.Embedding) and sub.embedding_dim in heads:
+                layout[f"{name}.{child}" if name else child] = ColwiseParallel()
     parallelize_module(model, mesh, layout)
 
 
