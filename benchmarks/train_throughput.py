@@ -109,7 +109,8 @@ def run(size: str = "paper") -> dict:
     the medians give the ratio."""
     os.environ.setdefault("PJRT_DEVICE", "CPU")
     import torch
-    from vattfw.engine.trainer import measure_peak_flops, synthetic_batch
+    from vattfw.engine.peak import host_peak_flops
+    from vattfw.engine.trainer import synthetic_batch
     if size not in STEPS:
         raise ValueError(f"size must be one of {', '.join(STEPS)}, got {size!r}")
     warm, timed = STEPS[size]
@@ -122,7 +123,7 @@ def run(size: str = "paper") -> dict:
         if "text" in batch:
             vocab = spec.model.tokenizers["text"].config.vocab_size
             batch["text"] = torch.randint(1, vocab, batch["text"].shape, generator=gen)
-        peak = measure_peak_flops(1.0)
+        peak = host_peak_flops()  # measured once per machine with fixed threads, as the engine's MFU
         model, eager_step = _eager_setup(spec)
         t0 = time.perf_counter()
         trainer, xla_step, flops = _xla_setup(spec, batch)

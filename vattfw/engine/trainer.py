@@ -76,19 +76,6 @@ class _Gathered(Mapping):
         return len(self._fields)
 
 
-def measure_peak_flops(seconds: float = 0.6) -> float:
-    """fp32 matmul FLOP/s of this host's CPU (best of a few 1024^3 products)."""
-    g = torch.Generator().manual_seed(0)  # not the global RNG: the run's random stream is not ours to move
-    a, b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
-    a @ b
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        a @ b
-        best = max(best, 2 * 1024 ** 3 / (time.perf_counter() - t))
-    return best
-
-
 class Trainer:
     """One training run.  ``model``, ``loader`` and ``backend`` may be passed in (tests,
     benchmarks); otherwise they are built from the spec."""
