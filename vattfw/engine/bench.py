@@ -59,15 +59,8 @@ def load_suite(name: str):
 
 def machine() -> dict[str, str]:
     import torch
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    out = {"machine.cpu": cpu or "unknown", "machine.cores": str(len(os.sched_getaffinity(0))),
+    from .peak import cpu_model
+    out = {"machine.cpu": cpu_model(), "machine.cores": str(len(os.sched_getaffinity(0))),
            "machine.platform": platform.platform(), "machine.python": platform.python_version(),
            "machine.torch": torch.__version__}
     for dist in ("torch_xla", "vattfw", "mlflow"):

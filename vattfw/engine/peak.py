@@ -25,16 +25,19 @@ def cache_dir() -> Path:
     return Path(base) / "vattfw"
 
 
-def _machine_key() -> str:
-    cpu = platform.processor() or "cpu"
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says, else "unknown"."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cpu} | {os.cpu_count()} cores | torch {torch.__version__}"
+    return platform.processor() or "unknown"
+
+
+def _machine_key() -> str:
+    return f"{cpu_model()} | {os.cpu_count()} cores | torch {torch.__version__}"
 
 
 def measure(threads: int, seconds: float = 2.0, n: int = 1024) -> float:
