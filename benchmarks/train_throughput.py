@@ -1,20 +1,35 @@
-"""Training throughput: vattfw's compiled XLA train step vs a plain eager PyTorch step of the
-same VATT model, batch and optimiser, in one process; plus MFU against this machine's
-fp32 matmul peak, measured in the same run.
+"""Training throughput: the same VATT model, batch and Adam in four ways, each in its own process.
 
-``run(size)``: "toy" (the engine tests' 1-layer model, seconds), "cpu" (Small backbones,
-6 x 512, 8 frames at 112 px, batch 8: the scale of the quickstart's CPU work) or "paper"
-(specs/pretrain.yaml's Base-Base-Small model and inputs at batch 2: minutes on a CPU).
-Metrics: ``eager_clips_per_s``, ``xla_clips_per_s``, ``xla_over_eager`` (> 1 = XLA faster),
-``flops_per_step``, ``peak_gflops``, ``eager_mfu``, ``xla_mfu``, ``xla_compile_s``.
-Timings are only comparable within one run on a quiet machine.
+Arms (``ARMS``; :func:`vattfw.engine.measure.compare` runs them):
+``eager``: the best plain PyTorch step: the model's attention through
+``F.scaled_dot_product_attention`` (checked against the model's own attention at set-up), fused
+Adam (``fused=True``; foreach where this torch has no fused CPU kernel); ``eager_compile``: the
+same with the forward and loss under ``torch.compile``; ``torch``: vattfw's own step on
+``run.backend: torch`` (one process, the Trainer's ``_train_step``: grad norm, health counters);
+``xla``: vattfw's compiled XLA step (the Trainer's, on one PJRT CPU device unless
+``CPU_NUM_DEVICES`` says otherwise).  Every arm has the same threads (all cores this process
+may use, or ``VATTFW_BENCH_THREADS``), pinned; after set-up and three untimed steps (compiles)
+the arms take turns in interleaved rounds (5 rounds x 2 steps at cpu/paper size), so a change
+of machine load hits every arm alike.
+
+Sizes: "toy" (the engine tests' 1-layer model: minutes, for smoke tests), "cpu" (Small
+backbones, 6 x 512, 8 frames at 112 px, batch 8) and "paper" (specs/pretrain.yaml's
+Base-Base-Small model and inputs at batch 2).
+Metrics per arm A: ``A_clips_per_s`` (median step), ``A_step_s``, ``A_spread`` ((p90 - p10) /
+median of its timed steps), ``A_mfu`` (FLOPs of one step, counted on the eager model, x steps/s
+over :func:`vattfw.engine.peak.host_peak_flops`, the machine's cached all-core fp32 peak),
+``A_compile_s`` (its first two steps minus two median steps: compiling and first-use costs).
+Ratios (> 1 = faster than eager): ``xla_over_eager``, ``torch_over_eager``,
+``compile_over_eager`` from the medians, with ``_round_median`` / ``_round_min`` /
+``_round_max`` over the per-round ratios.  Params: threads, cores, inter-op threads, model,
+batch.  A figure measured while other jobs ran is not a result.
 """
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
+import types
 from pathlib import Path
 
 TOY = {
@@ -42,113 +57,198 @@ CPU = {
              "text": {"max_words": 16, "candidates": 5}},
     "train": {"global_batch_size": 8},
 }
-STEPS = {"toy": (1, 3), "cpu": (1, 5), "paper": (1, 3)}  # eager warm-up, timed (alternating)
+PLAN = {"toy": (5, 2), "cpu": (5, 2), "paper": (5, 2)}  # rounds x timed steps per round (>= 10 per arm)
+FIRST = 2  # steps each arm times itself at set-up (the compiles happen here)
+WARMUP = 1  # then untimed steps before the rounds
 
 
-def _spec(size: str, out: Path):
+def run(size: str = "paper") -> dict:
+    from vattfw.engine import measure
+    from vattfw.engine.peak import host_peak_flops
+    if size not in PLAN:
+        raise ValueError(f"size must be one of {', '.join(PLAN)}, got {size!r}")
+    rounds, steps = PLAN[size]
+    peak = host_peak_flops()  # before any arm starts: it is measured once per machine, on all cores
+    results = measure.compare("train_throughput", list(ARMS), size, rounds, steps, WARMUP)
+    return report(results, size, peak, rounds, steps)
+
+
+def report(results: dict, size: str, peak: float, rounds: int, steps: int) -> dict:
+    from vattfw.engine import measure
+    eager = results["eager"].info
+    flops, batch = float(eager["flops"]), results["eager"].items
+    metrics = {"parameters": eager["parameters"], "flops_per_step": flops, "peak_gflops": peak / 1e9,
+               "batch": batch}
+    params = {"model": {"toy": "tiny 1-layer", "cpu": "small x3"}.get(size, "BBS (pretrain.yaml)"),
+              "rounds": rounds, "steps_per_round": steps, "timed_steps_per_arm": rounds * steps,
+              "untimed_steps": FIRST + WARMUP}
+    for name, res in results.items():
+        metrics[f"{name}_clips_per_s"] = res.rate
+        metrics[f"{name}_step_s"] = res.median_s
+        metrics[f"{name}_spread"] = res.spread
+        metrics[f"{name}_mfu"] = flops / res.median_s / peak
+        metrics[f"{name}_compile_s"] = max(0.0, sum(res.info["first_steps_s"]) - FIRST * res.median_s)
+        metrics[f"{name}_setup_s"] = res.info["setup_s"]
+        for key in ("threads", "interop_threads", "cores", "optimizer", "attention", "devices"):
+            if key in res.info:
+                params[f"{name}_{key}"] = res.info[key]
+    for num, label in (("xla", "xla_over_eager"), ("torch", "torch_over_eager"), ("eager_compile", "compile_over_eager")):
+        r = measure.ratio(results, num, "eager")
+        metrics[label] = r["ratio"]
+        for key in ("round_median", "round_min", "round_max"):
+            metrics[f"{label}_{key}"] = r[key]
+    return {"params": params, "metrics": metrics}
+
+
+# -- arms (each runs in its own worker process) ---------------------------------------
+
+_KEEP: list = []  # the arm's temporary run folder lives as long as its process
+
+
+def _spec(size: str, overrides: list[str] = ()):
     import yaml
     import vattfw
+    out = Path(tempfile.mkdtemp(prefix="vattfw-bench-"))
+    _KEEP.append(out)
     if size == "paper":
-        repo = Path(__file__).resolve().parents[1]
-        path = repo / "specs" / "pretrain.yaml"
-        overrides = ["train.global_batch_size=2"]
+        path = Path(__file__).resolve().parents[1] / "specs" / "pretrain.yaml"
+        base = ["train.global_batch_size=2"]
     else:
         path = out / "bench.yaml"
         path.write_text(yaml.safe_dump(TOY if size == "toy" else CPU))
-        overrides = []
-    warm, timed = STEPS[size]
-    overrides += [f"run.output_dir={out}", "run.name=bench", f"train.steps={warm + timed}", "train.log_every=1",
-                  "checkpoint.every_steps=1000000", "mesh.data=-1", "schedule.warmup_steps=1", "tracking.trackers=[]"]
-    return vattfw.load_spec(path, overrides)
+        base = []
+    return vattfw.load_spec(path, base + [f"run.output_dir={out}", "run.name=bench", "train.steps=1000",
+                                          "train.log_every=1", "checkpoint.every_steps=1000000", "mesh.data=-1",
+                                          "schedule.warmup_steps=1", "tracking.trackers=[]", *overrides])
 
 
-def _eager_setup(spec):
+def batch(spec, size: int | None = None) -> dict:
+    """A fixed batch of random inputs (zeros would let a kernel skip work), the same in every arm."""
     import torch
+    from vattfw.engine.trainer import synthetic_batch
+    out = synthetic_batch(spec, size or spec.train.global_batch_size)
+    gen = torch.Generator().manual_seed(0)
+    out = {k: (torch.rand(v.shape, generator=gen) * 2 - 1 if k in ("video", "audio") else v) for k, v in out.items()}
+    if "text" in out:
+        vocab = spec.model.tokenizers["text"].config.vocab_size
+        out["text"] = torch.randint(1, vocab, out["text"].shape, generator=gen)
+    return out
+
+
+def _first_steps(step) -> list[float]:
+    times = []
+    for _ in range(FIRST):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def _sdpa_forward(self, x, bias):
+    """The model's Attention.forward with the score/softmax/dropout/value chain as one
+    ``scaled_dot_product_attention`` call (same scale, additive bias and dropout)."""
+    import torch.nn.functional as F
+    q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale,
+                                         dropout_p=self.drop.p if self.training else 0.0)
+    return self.o(out.transpose(1, 2).flatten(2))
+
+
+def use_sdpa(model, inputs) -> int:
+    """Swap every attention of ``model`` to SDPA; check in eval mode (no dropout) that the
+    outputs equal the model's own attention's.  Returns how many were swapped."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+    attns = [m for m in model.modules() if type(m).__name__ == "Attention" and hasattr(m, "split")]
+    if not attns:
+        raise RuntimeError("no Attention module found: the eager arm could not use SDPA")
+    model.eval()
+    with torch.no_grad():
+        ref = tree_leaves(model(inputs))
+        for m in attns:
+            m.forward = types.MethodType(_sdpa_forward, m)
+        got = tree_leaves(model(inputs))
+    model.train()
+    for a, b in zip(ref, got):
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4, msg="SDPA attention differs from the model's")
+    return len(attns)
+
+
+def _adam(spec, model):
+    """The spec's Adam on torch's fused CPU kernel (foreach where this torch has none)."""
     import vattfw
-    from vattfw.model import build_model
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    try:
+        return vattfw.build("optimizer", spec.optimizer, params=named, kernels={"fused": True}), "fused"
+    except RuntimeError:
+        return vattfw.build("optimizer", spec.optimizer, params=named, kernels={"foreach": True}), "foreach"
+
+
+def _eager_arm(size: str, compiled: bool):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from vattfw.engine.measure import Arm
+    from vattfw.model import attach_losses, build_model
     from vattfw.objective import build_objective
+    spec = _spec(size)
     torch.manual_seed(spec.run.seed)
     model = build_model(spec.model).train()
-    objective = build_objective(spec.losses)
-    opt = vattfw.build("optimizer", spec.optimizer, params=[(n, p) for n, p in model.named_parameters()
-                                                           if p.requires_grad])
+    attach_losses(model, build_objective(spec.losses))
+    inputs = batch(spec)
+    with FlopCounterMode(display=False) as counter:  # the model's own attention: every FLOP counted
+        model.losses(model(inputs), inputs)[0].backward()
+    model.zero_grad(set_to_none=True)
+    swapped = use_sdpa(model, inputs)
+    opt, kernel = _adam(spec, model)
 
-    def step(batch):
-        total, _ = objective(model(batch), batch)
+    def loss(b):
+        return model.losses(model(b), b)[0]
+    loss_fn = torch.compile(loss) if compiled else loss
+
+    def step():
+        total = loss_fn(inputs)
         total.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         return float(total)
-    return model, step
+    info = {"first_steps_s": _first_steps(step), "flops": counter.get_total_flops(),
+            "parameters": sum(p.numel() for p in model.parameters()), "optimizer": f"adam ({kernel})",
+            "attention": f"sdpa ({swapped} layers)", "devices": "cpu"}
+    return Arm(step, spec.train.global_batch_size, info)
 
 
-def _xla_setup(spec, batch):
-    """vattfw's own step: the trainer's setup, sharding and compiled ``_train_step``."""
-    from torch.utils.flop_counter import FlopCounterMode
+def _trainer_arm(size: str, backend: str):
+    """vattfw's step: the Trainer's set-up (model, optimizer with the backend's kernels,
+    sharding) and its ``_train_step`` compiled by the backend, on a batch moved to the device once."""
+    from vattfw.engine.measure import Arm
     from vattfw.engine.trainer import Trainer
-    trainer = Trainer(spec, loader=[batch], resume="never", trackers=False, progress=False, checkpoints=False)
+    if backend == "xla":
+        os.environ.setdefault("CPU_NUM_DEVICES", "1")
+    spec = _spec(size, [f"run.backend={backend}"])
+    inputs = batch(spec)
+    trainer = Trainer(spec, loader=[inputs], resume="never", trackers=False, progress=False, checkpoints=False,
+                      evaluate=False)
     trainer.setup()
     be = trainer.backend
     dev_batch = {k: be.to_device(v, trainer.specs[k] if be.spmd else None)
-                 for k, v in trainer.tracked._lifted(batch).items()}
+                 for k, v in trainer.tracked._lifted(inputs).items()}
     compiled = be.compile(trainer._train_step)
     for g in trainer.optimizer.param_groups:
-        g["lr"] = 1e-4
-    with FlopCounterMode(display=False) as counter:
-        out = compiled([dev_batch])
-    float(out[0].cpu())
+        g["lr"] = 1e-4  # a fixed rate, as the eager arms' (the schedule is not what is measured)
 
-    def step(_batch):
-        total = compiled([dev_batch])[0]
-        return float(total.cpu())  # waits for the step: timing needs it
-    return trainer, step, counter.get_total_flops()
+    def step():
+        return float(compiled([dev_batch])[0].cpu())  # waits for the step: timing needs it
+    kernels = be.optimizer_kernels()
+    info = {"first_steps_s": _first_steps(step), "devices": f"{trainer.devices} ({be.name}, mesh {trainer.sizes})",
+            "optimizer": "adam (" + (",".join(k for k, v in kernels.items() if v) or "default") + ")",
+            "attention": "model's own"}
+    return Arm(step, spec.train.global_batch_size, info)
 
 
-def run(size: str = "paper") -> dict:
-    """Eager and XLA steps alternate (after warm-up), so both see the same machine load;
-    the medians give the ratio."""
-    os.environ.setdefault("PJRT_DEVICE", "CPU")
-    import torch
-    from vattfw.engine.peak import host_peak_flops
-    from vattfw.engine.trainer import synthetic_batch
-    if size not in STEPS:
-        raise ValueError(f"size must be one of {', '.join(STEPS)}, got {size!r}")
-    warm, timed = STEPS[size]
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = _spec(size, Path(tmp))
-        batch = synthetic_batch(spec, spec.train.global_batch_size)
-        gen = torch.Generator().manual_seed(0)
-        batch = {k: (torch.rand(v.shape, generator=gen) * 2 - 1 if k in ("video", "audio") else v)
-                 for k, v in batch.items()}
-        if "text" in batch:
-            vocab = spec.model.tokenizers["text"].config.vocab_size
-            batch["text"] = torch.randint(1, vocab, batch["text"].shape, generator=gen)
-        peak = host_peak_flops()  # measured once per machine with fixed threads, as the engine's MFU
-        model, eager_step = _eager_setup(spec)
-        t0 = time.perf_counter()
-        trainer, xla_step, flops = _xla_setup(spec, batch)
-        xla_step(batch)  # the second compile (optimiser state now exists)
-        compile_s = time.perf_counter() - t0
-        for _ in range(warm):
-            eager_step(batch)
-        eager, xla = [], []
-        for _ in range(timed):
-            t = time.perf_counter()
-            eager_step(batch)
-            eager.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            xla_step(batch)
-            xla.append(time.perf_counter() - t)
-    b = spec.train.global_batch_size
-    eager_rate, xla_rate = b / statistics.median(eager), b / statistics.median(xla)
-    return {
-        "params": {"model": {"toy": "tiny 1-layer", "cpu": "small x3"}.get(size, "BBS (pretrain.yaml)"),
-                   "devices": str(trainer.devices), "batch": str(b), "compile": spec.run.compile,
-                   "mesh": str(trainer.sizes)},
-        "metrics": {"parameters": sum(p.numel() for p in model.parameters()),
-                    "eager_clips_per_s": eager_rate, "xla_clips_per_s": xla_rate,
-                    "xla_over_eager": xla_rate / eager_rate, "flops_per_step": flops,
-                    "peak_gflops": peak / 1e9, "eager_mfu": flops * eager_rate / b / peak,
-                    "xla_mfu": flops * xla_rate / b / peak, "xla_compile_s": compile_s,
-                    "eager_step_s": statistics.median(eager), "xla_step_s": statistics.median(xla)},
-    }
+ARMS = {
+    "eager": lambda size: _eager_arm(size, compiled=False),
+    "eager_compile": lambda size: _eager_arm(size, compiled=True),
+    "torch": lambda size: _trainer_arm(size, "torch"),
+    "xla": lambda size: _trainer_arm(size, "xla"),
+}

@@ -7,7 +7,8 @@ the ``vattfw`` package; an editable install, as scripts/setup.sh makes, or ``pip
 or an installed package ``vattfw_benchmarks`` if one exists.  A wheel does not ship them:
 setuptools' automatic discovery excludes folders named ``benchmarks``, and benchmarks
 measure a checkout, not a deployment.
-A suite is a module with ``run(size="paper"|"toy") -> dict``:
+A suite is a module with ``run(size="paper"|"cpu"|"toy") -> dict`` (a suite without a "cpu" size
+raises or runs its paper size):
 string/bool values are logged as params, numbers as metrics (or return
 ``{"params": {...}, "metrics": {...}}``).
 """

@@ -6,7 +6,8 @@ result is a median and a spread per arm and per-round ratios.
 A suite (``benchmarks/<suite>.py``) declares ``ARMS``: arm name -> ``setup(size) -> Arm``.
 The parent calls :func:`compare`; each worker is ``python -m vattfw.engine.measure SUITE ARM
 SIZE`` and talks over its stdin / stdout in lines starting with ``@@bench`` (anything else a
-library prints is passed through to stderr).
+library prints is passed through to stderr).  After the rounds each arm's optional ``end()``
+reports what only the end of its run knows (peak memory), in :attr:`ArmResult.end`.
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ TAG = "@@bench "
 @dataclass
 class Arm:
     """One arm, built in its worker: ``step()`` does one unit of work and returns when it is
-    done (device work included); ``items`` is what one step processes (clips)."""
+    done (device work included); ``items`` is what one step processes (clips); ``info`` is sent
+with "ready" (after set-up and warm-up); ``end()``, if given, after the last round."""
     step: Callable[[], Any]
     items: int
     info: dict[str, Any] = field(default_factory=dict)
+    end: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -38,6 +41,7 @@ class ArmResult:
     rounds: list[float]  # median step time of each round
     items: int
     info: dict[str, Any]
+    end: dict[str, Any] = field(default_factory=dict)
 
     @property
     def median_s(self) -> float:
@@ -114,6 +118,11 @@ class _Worker:
         self.proc.stdin.flush()
         return self._read()["times"]
 
+    def end(self) -> dict:
+        self.proc.stdin.write("-1\n")
+        self.proc.stdin.flush()
+        return self._read()["end"]
+
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -152,10 +161,11 @@ def compare(suite: str, arms: list[str], size: str, rounds: int, steps: int, war
                 times[w.name] += got
                 per_round[w.name].append(statistics.median(got))
             log(f"round {r + 1}/{rounds}: " + ", ".join(f"{a} {per_round[a][-1]:.4g} s" for a in arms))
+        ends = {w.name: w.end() for w in workers}
     finally:
         for w in workers:
             w.close()
-    return {a: ArmResult(a, times[a], per_round[a], int(infos[a].pop("items")), infos[a]) for a in arms}
+    return {a: ArmResult(a, times[a], per_round[a], int(infos[a].pop("items")), infos[a], ends[a]) for a in arms}
 
 
 def ratio(results: dict[str, ArmResult], num: str, den: str) -> dict[str, float]:
@@ -188,7 +198,10 @@ def _worker(suite: str, arm_name: str, size: str, warmup: int) -> None:
     _send({"ready": {**pinned, **arm.info, "items": arm.items, "warmup_steps": warmup}})
     for line in sys.stdin:
         n = int(line)
-        if n <= 0:
+        if n < 0:
+            _send({"end": arm.end() if arm.end else {}})
+            continue
+        if n == 0:
             return
         out = []
         for _ in range(n):
