@@ -110,6 +110,7 @@ class Launch:
         self.t0 = time.perf_counter()
         proc = subprocess.run(self.argv, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
         self.wall = time.perf_counter() - self.t0
+        self.output = proc.stdout + proc.stderr  # every rank's, under torchrun
         return proc
 
     def losses(self, rank: int = 0) -> dict[int, float]:
@@ -157,6 +158,10 @@ def single(shards, tmp_path_factory):
 
 def test_two_processes_data_parallel_match_one_process(tmp_path, shards, single):
     two = _ok(Launch(tmp_path, shards, "data2", nproc=2, sets=("mesh.data=2",)))
+    # one process speaks for the run: each progress line and the summary once in both ranks' output
+    for step in range(1, STEPS + 1):
+        assert two.output.count(f"step {step}/{STEPS} loss ") == 1, two.output[-3000:]
+    assert two.output.count("vattfw run data2: finished") == 1, two.output[-3000:]
     want = single.losses()
     assert sorted(want) == list(range(1, STEPS + 1))
     _same_losses(two.losses(0), want, "torchrun data=2, rank 0")

@@ -507,8 +507,9 @@ class Trainer:
     # -- output -----------------------------------------------------------------
     def _progress(self):
         from .progress import ProgressView
+        # one process speaks for the run: under torchrun every rank logs the same global loss
         self.progress_bar = ProgressView(self.spec.train.steps, self.step, console=self.console,
-                                         enabled=self.show_progress)
+                                         enabled=self.show_progress and self.backend.is_main_process)
         return self.progress_bar
 
     def _peak_flops(self) -> float | None:
