@@ -19,6 +19,7 @@ resume tests reload.  Tolerances are pytest.approx(abs=1e-5, rel=1e-5), as in te
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,6 +119,12 @@ class Launch:
         rows = [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
         return {r["step"]: r["loss"] for r in rows}
 
+    def flops_per_step(self) -> int:
+        """The count in the run summary's table (printed once, by the main process)."""
+        found = re.findall(r"flops_per_step\W+(\d+)", self.output)
+        assert len(found) == 1, self.output[-3000:]
+        return int(found[0])
+
     def checkpoint(self, step: int = STEPS) -> Path:
         return self.folder / "runs" / self.name / "checkpoints" / f"step_{step:09d}"
 
@@ -138,6 +145,7 @@ def _ok(launch: Launch, **kw) -> Launch:
 def _same_losses(got: dict, want: dict, what: str, tol: float = TOL) -> None:
     assert sorted(got) == sorted(want), (what, got, want)
     worst = max(abs(got[s] - want[s]) for s in want)
+    print(f"{what}: losses differ by at most {worst:.3g}")  # (pytest -s shows the measured figures)
     assert got == pytest.approx(want, abs=tol, rel=tol), f"{what}: losses differ by {worst:.3g}: {got} vs {want}"
 
 
@@ -147,6 +155,8 @@ def _same_params(got: dict, want: dict, what: str, tol: float = TOL) -> None:
     excess = {k: float(((got[k].float() - want[k].float()).abs() - tol * want[k].float().abs()).max()) for k in want}
     worst = max(excess, key=excess.get)
     diff = float((got[worst].float() - want[worst].float()).abs().max())
+    print(f"{what}: parameters differ by at most {max(float((got[k].float() - want[k].float()).abs().max()) for k in want):.3g} "
+          f"(closest to the tolerance: {worst}, {diff:.3g})")
     assert excess[worst] <= tol, f"{what}: parameter {worst} differs by {diff:.3g}"
 
 
@@ -162,6 +172,7 @@ def test_two_processes_data_parallel_match_one_process(tmp_path, shards, single)
     for step in range(1, STEPS + 1):
         assert two.output.count(f"step {step}/{STEPS} loss ") == 1, two.output[-3000:]
     assert two.output.count("vattfw run data2: finished") == 1, two.output[-3000:]
+    assert two.flops_per_step() == single.flops_per_step() > 0  # the global step's model FLOPs
     want = single.losses()
     assert sorted(want) == list(range(1, STEPS + 1))
     _same_losses(two.losses(0), want, "torchrun data=2, rank 0")
@@ -175,6 +186,8 @@ def test_two_processes_fsdp_or_tensor_parallel_match_one_process(tmp_path, shard
     axis = mesh.split("=")[0]
     sets = ["mesh.data=1", f"mesh.{mesh}"] + (["mesh.fsdp=1"] if axis == "tensor" else [])
     two = _ok(Launch(tmp_path, shards, axis, nproc=2, sets=tuple(sets)))
+    # FLOPs counted on the undistributed model: FSDP2 / DTensor modules do not change the count
+    assert two.flops_per_step() == single.flops_per_step() > 0
     # tensor=2 measured: losses within 1.7e-6 relative at steps 1-2, drifting to 2.1e-5 by step 4;
     # the same step in float64 gives one process's gradients to 6e-14 relative, so the drift is
     # float32 rounding (other matmul splits) amplified by this tiny model (grad norm ~460), hence 1e-4.

@@ -2,8 +2,8 @@
 
 Only intervals between two logged steps that compiled nothing are timed (a compile says nothing
 of speed).  FLOPs per step are counted once, on the first step's shapes, on a ``meta``-device copy
-of the model: under torch_xla a step traced inside FlopCounterMode records other view ops, a
-graph of its own that would compile once more.
+of the model made before it was distributed: under torch_xla a step traced inside FlopCounterMode
+records other view ops, a graph of its own that would compile once more.
 """
 from __future__ import annotations
 
@@ -38,28 +38,31 @@ class Meter:
         return out
 
     def summary(self) -> dict[str, float]:
+        counted = {"flops_per_step": self.flops_per_step} if self.flops_per_step else {}
         if not self.timed_steps:
-            return {}
-        out = {"clips_per_s": self.timed_steps * self.clips_per_step / self.timed_s}
+            return counted
+        out = {**counted, "clips_per_s": self.timed_steps * self.clips_per_step / self.timed_s}
         if self.flops_per_step and self.peak_flops:
             out["mfu"] = self.flops_per_step * self.timed_steps / self.timed_s / self.peak_flops
         return out
 
-    def first_step(self, compiled: Callable, batches: list[dict], probe: Callable, scale: int = 1) -> Any:
+    def first_step(self, compiled: Callable, batches: list[dict], probe: Callable,
+                   warn: Callable[[str], None] | None = None) -> Any:
         """Run the first step and count its FLOPs (every matmul of forward and backward once) on
-        ``probe``, the step on ``meta`` tensors; ``scale``: processes that each count their share.
-        A model the meta device cannot run gets 0 FLOPs (no MFU), saying why, not a second compile."""
+        ``probe``, the whole step (global batch, whole model) on ``meta`` tensors.  A model the
+        meta device cannot run gets 0 FLOPs (no MFU), saying why through ``warn`` (default: the
+        log), not a second compile."""
         from torch.utils.flop_counter import FlopCounterMode
         try:
             with FlopCounterMode(display=False) as counter:
                 probe(batches)
         except Exception as exc:  # (an op without a meta kernel)
             first = (str(exc).splitlines() or [""])[0]
-            log.warning("FLOPs not counted (the model does not run on the meta device: %s: %s); MFU is not "
-                        "reported", type(exc).__name__, first)
+            (warn or log.warning)(f"FLOPs not counted (the model does not run on the meta device: "
+                                  f"{type(exc).__name__}: {first}); MFU is not reported")
             self.flops_per_step = 0
             return compiled(batches)
-        self.flops_per_step = counter.get_total_flops() * scale
+        self.flops_per_step = counter.get_total_flops()
         return compiled(batches)
 
 

@@ -106,6 +106,7 @@ class Trainer:
         self.meta: dict[str, Any] = {}  # the resumed checkpoint's metadata ({} on a fresh start)
         self.device = self.model = self.objective = self.optimizer = self.schedule = None
         self.params: list[torch.Tensor] = []
+        self.flops_model: torch.nn.Module | None = None  # the meta copy FLOPs are counted on (first step)
         self.step = self.consumed = self.compiles_at_start = 0
         self.loader: Any = None
         self.tracked: TrackedLoader | None = None
@@ -152,6 +153,9 @@ class Trainer:
             self.init_report = apply_init(model, spec.model.init)
             self._print(self.init_report.text())
         self.device = self.backend.device
+        # Before prepare_model: an FSDP2 / DTensor module cannot be deep-copied, and its local
+        # shards hold only part of the work (see _flops_probe).
+        self.flops_model = meta_copy(model)
         self.model = self.backend.prepare_model(model, self.plan)  # on the device, distributed by the plan
         self.objective = objective  # (moved in place with the model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -260,14 +264,21 @@ class Trainer:
                     v.copy_(torch.where(finite, v, old if old is not None else torch.zeros_like(v)))
 
     def _flops_probe(self, batches: list[dict]) -> None:
-        """Forward and backward of the step on a copy of the model and batches on the ``meta``
-        device (shapes only: nothing is computed, no device graph is traced), for
-        FlopCounterMode.  The host RNG is left as it was."""
-        model = meta_copy(self.model)
+        """Forward and backward of the step on the meta copy of the undistributed model with
+        the global batch's shapes (nothing is computed, no device graph is traced), for
+        FlopCounterMode.  The count is the model FLOPs of the global step, the same for any
+        mesh and process count, which MFU needs: counting each process's real step (its shards,
+        its rows) and multiplying by the process count would be wrong both ways, since every
+        process computes the loss on the gathered global batch and, under tensor parallelism,
+        every layer not split by the plan, and none of this redundant work is model FLOPs.
+        The host RNG is left as it was."""
+        model, self.flops_model = self.flops_model, None  # counted once; its memory goes
+        rows = 1 if self.backend.spmd else self.backend.data_shard[1]  # this process holds 1/rows of them
         rng = torch.get_rng_state()
         try:
             for batch in batches:
-                batch = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in batch.items()}
+                batch = {k: torch.empty((v.shape[0] * rows, *v.shape[1:]), dtype=v.dtype, device="meta")
+                         for k, v in batch.items()}
                 batch = {k: v[:, 0] if k in self.flat_keys else v for k, v in batch.items()}
                 total, _ = model.losses(model(batch), batch)
                 (total / len(batches)).backward()
@@ -401,9 +412,8 @@ class Trainer:
                 lr = max(self.schedule(self.step), LR_FLOOR)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                if self.meter.flops_per_step is None:  # each process counts its own share, unless SPMD
-                    scale = 1 if self.backend.spmd else self.backend.process_count
-                    out = self.meter.first_step(compiled, batches, self._flops_probe, scale)
+                if self.meter.flops_per_step is None:
+                    out = self.meter.first_step(compiled, batches, self._flops_probe, self._warn)
                 else:
                     out = compiled(batches)
                 self.step += 1
