@@ -219,13 +219,17 @@ def _eager_arm(size: str, compiled: bool):
 
 
 def _trainer_arm(size: str, backend: str):
-    """vattfw's step: the Trainer's set-up (model, optimizer with the backend's kernels,
-    sharding) and its ``_train_step`` compiled by the backend, on a batch moved to the device once."""
-    from vattfw.engine.measure import Arm
-    from vattfw.engine.trainer import Trainer
     if backend == "xla":
         os.environ.setdefault("CPU_NUM_DEVICES", "1")
-    spec = _spec(size, [f"run.backend={backend}"])
+    return trainer_arm(_spec(size, [f"run.backend={backend}"]))
+
+
+def trainer_arm(spec):
+    """vattfw's step for ``spec`` (its run.backend): the Trainer's set-up (model, optimizer with
+    the backend's kernels, sharding) and its ``_train_step`` compiled by the backend, on a fixed
+    batch moved to the device once; the first two steps timed into ``info``."""
+    from vattfw.engine.measure import Arm
+    from vattfw.engine.trainer import Trainer
     inputs = batch(spec)
     trainer = Trainer(spec, loader=[inputs], resume="never", trackers=False, progress=False, checkpoints=False,
                       evaluate=False)

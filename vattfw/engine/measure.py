@@ -27,11 +27,16 @@ TAG = "@@bench "
 class Arm:
     """One arm, built in its worker: ``step()`` does one unit of work and returns when it is
     done (device work included); ``items`` is what one step processes (clips); ``info`` is sent
-with "ready" (after set-up and warm-up); ``end()``, if given, after the last round."""
+with "ready" (after set-up and warm-up); ``end()``, if given, after the last round.
+``round_start`` / ``round_end``, if given, run untimed around each round's steps (and the
+warm-up): an arm with background work (a loader's worker processes) starts it and stops it
+there, so it never runs during another arm's turn."""
     step: Callable[[], Any]
     items: int
     info: dict[str, Any] = field(default_factory=dict)
     end: Callable[[], dict[str, Any]] | None = None
+    round_start: Callable[[], Any] | None = None
+    round_end: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -190,8 +195,7 @@ def _worker(suite: str, arm_name: str, size: str, warmup: int) -> None:
     module = load_suite(suite)
     try:
         arm = module.ARMS[arm_name](size)
-        for _ in range(warmup):
-            arm.step()
+        _round(arm, warmup)
     except Exception as exc:
         _send({"error": f"{type(exc).__name__}: {exc}"})
         raise
@@ -203,12 +207,22 @@ def _worker(suite: str, arm_name: str, size: str, warmup: int) -> None:
             continue
         if n == 0:
             return
+        _send({"times": _round(arm, n)})
+
+
+def _round(arm: Arm, steps: int) -> list[float]:
+    if arm.round_start:
+        arm.round_start()
+    try:
         out = []
-        for _ in range(n):
+        for _ in range(steps):
             t = time.perf_counter()
             arm.step()
             out.append(time.perf_counter() - t)
-        _send({"times": out})
+        return out
+    finally:
+        if arm.round_end:
+            arm.round_end()
 
 
 if __name__ == "__main__":
