@@ -1,17 +1,18 @@
 """Fine-tuning evaluators' shared machinery: a classifier model built from the pretrained one,
-and a plain-torch training loop (eager, CPU or whatever device the parameters are on).
+trained by the engine's Trainer (the project's one training loop) on a fine-tuning spec made in
+memory (:func:`engine_spec`): the spec's backend, mesh and precision, the evaluator's optimizer,
+schedule, steps and batch, a classification loss plugin; no trackers, checkpoints or evaluators.
 
-The engine's trainer is not reused: these evaluators must run inside `vattfw eval` and inside
-an engine run without a second mesh/compile set-up; at demo sizes eager torch is enough.
+Inside `vattfw run` (periodic evaluation) the Trainer reuses the run's backend, already started
+on the same mesh (:func:`vattfw.backend.start_once`): XLA's SPMD mode and torch's device-mesh
+groups are set up once per process.  The trained model is then evaluated on the CPU.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import Field
 
-import vattfw
 from vattfw import Problem, UserError, plugin
 
 from ._common import EvaluatorConfig, Sources, need_sources, sources_field
@@ -61,38 +62,80 @@ def build_finetune_model(model, spec, modality: str, cfg: FinetuneConfig, host=N
     from vattfw.eval import load_weights
     from vattfw.model import build_model
     torch.manual_seed(cfg.seed)  # the classifier's initialisation
-    ft = build_model(model_section(spec, modality, cfg, grid, bias_init), host)
+    section = model_section(spec, modality, cfg, grid, bias_init)
+    ft = build_model(section, host)
+    ft.vattfw_section = section  # the engine's fine-tuning spec is built from it (train())
     branch = (f"tokenizers.{modality}.", f"backbones.{modality}.")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k.startswith(branch)}
     return load_weights(ft, state, ignore=("heads.",), where="of the pretrained model")
 
 
-def train(ft, batches, modality: str, optimizer_spec, schedule_spec, steps: int,
-          loss_fn: Callable, where: str, host=None) -> float:
-    """``steps`` SGD steps; ``loss_fn(logits, batch, step)`` -> scalar.  Returns the last loss."""
-    import torch
-    params = [(n, p) for n, p in ft.named_parameters() if p.requires_grad]
-    opt = vattfw.build("optimizer", optimizer_spec, host, params=params)
-    base_lr = opt.param_groups[0]["lr"]
-    lr_at = vattfw.build("schedule", schedule_spec, host, base_lr=base_lr, total_steps=steps)
-    ft.train()
-    it = iter(batches)
-    loss = torch.tensor(float("nan"))
-    for step in range(steps):
-        batch = next(it)
+def engine_spec(spec: Any, section: dict, loss: dict, label: str, cfg: Any, steps: int, batch: int,
+                out_dir: str, host=None) -> Any:
+    """The fine-tuning run as a spec for the engine's Trainer: the classifier model ``section``,
+    one loss term ``loss(logits, <label>)``, the evaluator's optimizer, schedule, steps and batch;
+    run backend, compile, mesh and precision from ``spec``; no trackers, checkpoints or evaluators
+    (everything written goes under ``out_dir``)."""
+    from vattfw.spec.loader import validate
+    import vattfw
+    raw = spec.model_dump()
+    # (the Trainer is given its batches: the data section is only carried along, and a spec
+    # made for evaluation alone has no training sources)
+    raw["data"] = {k: v for k, v in raw["data"].items() if v != [] or k not in ("sources", "eval_sources")}
+    raw["run"] = {**raw["run"], "name": "finetune", "seed": cfg.seed, "output_dir": out_dir, "demo_data": None}
+    raw.update(
+        model=section,
+        losses={"terms": {"classification": {"loss": loss, "x": "logits", "y": label}}},
+        optimizer=cfg.optimizer.model_dump(), schedule=cfg.schedule.model_dump(),
+        # log the first and last steps only: the loss is read on the host at logged steps
+        train={"global_batch_size": batch, "steps": steps, "log_every": steps,
+               "precision": spec.train.precision},
+        checkpoint={"resume": "never", "dir": f"{out_dir}/checkpoints", "every_steps": steps, "keep_last": 1},
+        tracking={"trackers": []},
+        eval={"evaluators": []},
+    )
+    return validate(raw, host or vattfw.default_host())
+
+
+def checked_batches(batches, modality: str, label: str, num_classes: int | None, where: str):
+    """The training batches as the engine's step takes them: only ``modality`` and ``label``
+    (no other field is uploaded), class ids checked on the host (the compiled step cannot
+    raise), numbered as the steps that will take them."""
+    for i, batch in enumerate(batches):
         if modality not in batch:
             raise UserError(Problem(f"{where}: the training data has no {modality!r}"))
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        loss = loss_fn(ft({modality: batch[modality]})["logits"], batch, step)
-        if not math.isfinite(float(loss.detach())):
-            raise UserError(Problem(f"{where}: the fine-tuning loss is {float(loss.detach())} at step {step}; "
+        y = batch[label]
+        if num_classes is not None:
+            from ._common import class_labels
+            y = class_labels(y, num_classes, f"{where} (train split, batch {i})")
+        yield {modality: batch[modality], label: y}
+
+
+def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str, where: str, host=None):
+    """``steps`` optimiser steps of ``ft`` (built by :func:`build_finetune_model`) on ``batches``
+    (CPU dicts of the input modality and ``label``: :func:`checked_batches`) with the loss plugin
+    ``loss``, ``batch`` rows a step by the engine's Trainer, on the backend running
+    in this process (a periodic evaluation inside `vattfw run`) or a new one of ``spec``'s.
+    Returns (the trained model on the CPU, the last logged loss)."""
+    import signal
+    import tempfile
+    from vattfw.backend import get_backend, running
+    from vattfw.engine.evaluate import cpu_model
+    from vattfw.engine.trainer import Trainer
+    with tempfile.TemporaryDirectory(prefix="vattfw-finetune-") as tmp:
+        inner = engine_spec(spec, ft.vattfw_section, loss, label, cfg, steps, batch, tmp, host)
+        backend = running(inner.run.backend) or get_backend(inner.run.backend, inner.run.compile)
+        trainer = Trainer(inner, host, backend=backend, model=ft, loader=batches, resume="never", trackers=False,
+                          progress=False, checkpoints=False, evaluate=False)
+        result = trainer.run()
+        if result.status == "failed":  # (the one fault a run without checkpoints has: a non-finite loss)
+            raise UserError(Problem(f"{where}: fine-tuning stopped: {result.summary.get('error', 'see above')}; "
                                     f"lower the learning rate"))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    ft.eval()
-    return float(loss.detach())
+        if trainer.stop_signal:  # the Trainer caught it: hand it on to the run this evaluation is part of
+            signal.raise_signal(trainer.stop_signal)
+        trained = cpu_model(trainer.model, inner, host)
+    trained.eval()
+    return trained, (result.losses[-1][1] if result.losses else float("nan"))
 
 
 def test_logits(ft, spec, sources, modality: str, cfg: FinetuneConfig, host, clips: int, crops: int,

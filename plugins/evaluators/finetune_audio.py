@@ -8,6 +8,9 @@ SGD 0.2 with momentum 0.9, 5k warmup steps, half-period cosine to 0, 50k steps a
 windows, logits averaged, sigmoid; mAP, AUC and d' = √2·Φ⁻¹(AUC).  Labels come from the
 samples' ``labels`` list (or their single ``label``).  The paper's 6.4 s windows at 24 kHz are
 set through ``video`` (window = frames·stride/fps) and ``audio`` (sample_rate) overrides.
+Trained by the engine's Trainer with the ``balanced_bce`` loss plugin (see _finetune.py); mixup
+is applied to the host batches before they reach the device, where the released code applies it
+too (``processing.batched_mixup``, in its input pipeline, not in the model step).
 """
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ from pydantic import Field
 
 from vattfw import Problem, UserError
 
-from ._finetune import (FinetuneConfig, Optimizer, Schedule, build_finetune_model, optimizer_field, schedule_field,
-                        test_logits, train, train_loader)
+from ._finetune import (FinetuneConfig, Optimizer, Schedule, build_finetune_model, checked_batches, optimizer_field,
+                        schedule_field, test_logits, train, train_loader)
 
 
 class Config(FinetuneConfig):
@@ -41,31 +44,30 @@ class FinetuneAudio:
         raise UserError(Problem(f"{where}: the data has no multi-hot 'labels' (the loader makes them when "
                                 f"num_classes > 0 and the samples carry 'labels' or 'label')"))
 
+    def mixed(self, batches, where: str):
+        """Mixup on the host, batch by batch, before the batch goes to the device: as the released
+        code (``processing.batched_mixup`` in its input pipeline), partners from the same batch;
+        λ and the partners are drawn from a generator seeded with ``seed``."""
+        import torch
+        from vattfw.objective import mixup
+        gen = torch.Generator().manual_seed(self.config.seed)
+        a = self.config.mixup_alpha
+        for batch in batches:
+            y = self.targets(batch, f"{where} (train split)")
+            if self.config.mixup and "audio" in batch:  # (no audio: checked_batches names it)
+                x, y = mixup(batch["audio"], y, a, a, gen)
+                batch = {**batch, "audio": x}
+            yield {**batch, "labels": y}
+
     def run(self, model, spec, host=None) -> dict[str, float]:
         import torch
-        import torch.nn.functional as F
         from vattfw.eval import multilabel_metrics
-        from vattfw.objective import balanced_sigmoid_bce, mixup
         cfg, where = self.config, f"evaluator {self.prefix}"
         ft = build_finetune_model(model, spec, "audio", cfg, host, bias_init="prior")
-        gen = torch.Generator().manual_seed(cfg.seed)
-        a = cfg.mixup_alpha
-
-        def loss_fn(logits, batch, step):
-            y = self.targets(batch, f"{where} (train split)")
-            if cfg.balance:
-                return balanced_sigmoid_bce(logits, y)
-            return F.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1).mean()
-
-        def mixed(batches):
-            for batch in batches:
-                if cfg.mixup:
-                    x, y = mixup(batch["audio"], self.targets(batch, f"{where} (train split)"), a, a, gen)
-                    batch = {**batch, "audio": x, "labels": y}
-                yield batch
-
-        last = train(ft, mixed(train_loader(spec, cfg, host, where)), "audio", cfg.optimizer, cfg.schedule,
-                     cfg.steps, loss_fn, where, host)
+        batches = checked_batches(self.mixed(train_loader(spec, cfg, host, where), where), "audio", "labels",
+                                  None, where)
+        loss = {"name": "balanced_bce", "balance": cfg.balance}
+        ft, last = train(ft, batches, spec, cfg, cfg.steps, cfg.train_batch_size, loss, "labels", where, host)
         logits, got = test_logits(ft, spec, cfg.test, "audio", cfg, host, cfg.clips, 1, f"{where} (test)",
                                   keep=("labels",))
         if "labels" not in got:

@@ -8,6 +8,7 @@ inputs give a 1x24x24 token grid; the positional tables are interpolated to thos
 8e-2 (no warmup given: ``warmup_steps: 0``), label smoothing 0.1, no weight decay, 50 epochs at
 batch 512.  Training crops: random area [0.08, 1], aspect [3/4, 4/3], flip; test: the shorter
 side resized to size/0.875, centre crop (the usual ImageNet protocol; the paper does not say).
+Trained by the engine's Trainer with the ``cross_entropy`` loss plugin (see _finetune.py).
 
 Data: ``train`` / ``test`` are each one of
 * an image folder laid out one sub-folder per class (ImageNet style; classes sorted by name);
@@ -272,23 +273,18 @@ class FinetuneImage:
         return cfg.steps or max(1, math.ceil(cfg.epochs * (n // min(cfg.train_batch_size, n))))
 
     def run(self, model, spec, host=None) -> dict[str, float]:
-        import torch
         from vattfw.eval import topk_accuracy
-        from vattfw.objective import label_smoothing
-        from ._finetune import build_finetune_model, train
+        from ._finetune import build_finetune_model, checked_batches, train
         cfg, where = self.config, f"evaluator {self.prefix}"
         patch = self.patch(spec)
         grid = (1, cfg.size // patch[1], cfg.size // patch[2]) if cfg.interpolate_positions else None
         train_set = _Images(open_split(cfg.train, "train", f"{where} (train)", host), cfg, patch[0], train=True)
         test_set = _Images(open_split(cfg.test, "test", f"{where} (test)", host), cfg, patch[0], train=False)
         ft = build_finetune_model(model, spec, "video", cfg, host, grid=grid)
-
-        def loss_fn(logits, batch, step):
-            soft = label_smoothing(batch["label"], cfg.label_smoothing, cfg.num_classes)
-            return -(soft * torch.log_softmax(logits, -1)).sum(-1).mean()
-
-        last = train(ft, _train_batches(train_set, cfg, f"{where} (train)"), "video", cfg.optimizer, cfg.schedule,
-                     self.steps(len(train_set)), loss_fn, where, host)
+        batches = checked_batches(_train_batches(train_set, cfg, f"{where} (train)"), "video", "label", None, where)
+        loss = {"name": "cross_entropy", "label_smoothing": cfg.label_smoothing}
+        ft, last = train(ft, batches, spec, cfg, self.steps(len(train_set)),
+                         min(cfg.train_batch_size, len(train_set)), loss, "label", where, host)
         logits, y = _test_logits(ft, test_set, cfg, f"{where} (test)")
         out = {f"{self.prefix}/top{k}": topk_accuracy(logits, y, k) for k in cfg.top_k if k <= cfg.num_classes}
         out[f"{self.prefix}/train_loss"] = last

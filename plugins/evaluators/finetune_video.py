@@ -5,14 +5,14 @@ smoothing 0.1; the positional tables are interpolated to the fine-tuning grid (8
 320x320) and trained; DropToken off unless ``drop_token: true``.  Test: ``clips`` x ``crops``
 views (4 x 3 = 12), logits averaged, then top-1 / top-5.  Paper defaults: 100k steps at batch 64
 and 320x320 frames at 25 fps with stride 2 (``video``); classifier dropout 0.5 is the released
-code's (the paper does not say).  Trains with a plain-torch loop (see _finetune.py).
+code's (the paper does not say).  Trained by the engine's Trainer (see _finetune.py).
 """
 from __future__ import annotations
 
 from pydantic import Field
 
-from ._finetune import (FinetuneConfig, Optimizer, Schedule, build_finetune_model, optimizer_field, schedule_field,
-                        test_logits, train, train_loader)
+from ._finetune import (FinetuneConfig, Optimizer, Schedule, build_finetune_model, checked_batches, optimizer_field,
+                        schedule_field, test_logits, train, train_loader)
 from ._common import class_labels
 
 
@@ -49,19 +49,12 @@ class FinetuneVideo:
         return (video.frames // patch[0], video.size // patch[1], video.size // patch[2])
 
     def run(self, model, spec, host=None) -> dict[str, float]:
-        import torch
         from vattfw.eval import topk_accuracy
-        from vattfw.objective import label_smoothing
         cfg, where = self.config, f"evaluator {self.prefix}"
         ft = build_finetune_model(model, spec, "video", cfg, host, grid=self.grid(spec))
-
-        def loss_fn(logits, batch, step):
-            y = class_labels(batch["label"], cfg.num_classes, f"{where} (train split, batch {step})")
-            soft = label_smoothing(y, cfg.label_smoothing, cfg.num_classes)
-            return -(soft * torch.log_softmax(logits, -1)).sum(-1).mean()
-
-        last = train(ft, train_loader(spec, cfg, host, where), "video", cfg.optimizer, cfg.schedule, cfg.steps,
-                     loss_fn, where, host)
+        batches = checked_batches(train_loader(spec, cfg, host, where), "video", "label", cfg.num_classes, where)
+        loss = {"name": "cross_entropy", "label_smoothing": cfg.label_smoothing}
+        ft, last = train(ft, batches, spec, cfg, cfg.steps, cfg.train_batch_size, loss, "label", where, host)
         logits, got = test_logits(ft, spec, cfg.test, "video", cfg, host, cfg.clips, cfg.crops, f"{where} (test)",
                                   keep=("label",))
         labels = class_labels(got["label"], cfg.num_classes, f"{where} (test split)", got["sample"])

@@ -1,4 +1,5 @@
-"""The fine-tuning evaluators: short real runs on the colour clips with the tiny model."""
+"""The fine-tuning evaluators: short real runs on the colour clips with the tiny model, trained by
+the engine's Trainer."""
 import pytest
 import torch
 
@@ -7,6 +8,8 @@ from vattfw import UserError
 from vattfw_plugins.evaluators import _finetune
 
 from test_eval_evaluators import shards
+
+pytestmark = pytest.mark.xla  # they train through the engine's Trainer (XLA on the CPU)
 
 
 def finetune_cfg(name, root, **kw):

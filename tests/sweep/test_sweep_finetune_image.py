@@ -53,6 +53,7 @@ def test_an_image_becomes_a_clip_repeated_over_the_temporal_patch():
     assert train_clip.shape == (2, 16, 16, 3) and torch.equal(train_clip[0], train_clip[1])
 
 
+@pytest.mark.xla  # trained by the engine's Trainer (XLA on the CPU)
 def test_fine_tunes_a_tiny_model_on_colour_classes(image_folder):
     from vattfw.model import build_model
     spec = validate({"model": MODEL}, vattfw.default_host())

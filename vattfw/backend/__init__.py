@@ -162,6 +162,29 @@ def get_backend(name: str = "xla", compile: str = "auto") -> Backend:
     raise UserError(Problem(f"unknown backend {name!r}; available: {', '.join(NAMES)}", path="run.backend"))
 
 
+# The backend last started in this process, per name, with its mesh.  What start() sets up is
+# process-wide (XLA: SPMD mode, which must be on before the first device tensor and cannot be
+# set up twice cleanly; torch: the device mesh's process groups, a collective on every rank), so
+# a training run inside another one (a fine-tuning evaluator during periodic evaluation) reuses
+# the running backend and does not start it again.
+_started: dict[str, tuple[Any, dict[str, int]]] = {}
+
+
+def start_once(backend: Backend, mesh_shape: dict[str, int]) -> None:
+    """``backend.start(mesh_shape)``, unless this very backend already started on that mesh."""
+    previous = _started.get(backend.name)
+    if previous is not None and previous[0] is backend and previous[1] == dict(mesh_shape):
+        return
+    backend.start(mesh_shape)
+    _started[backend.name] = (backend, dict(mesh_shape))
+
+
+def running(name: str) -> Backend | None:
+    """The backend named ``name`` last started in this process (:func:`start_once`), or None."""
+    previous = _started.get(name)
+    return previous[0] if previous else None
+
+
 def runtime_process() -> tuple[int, int]:
     """(process index, process count) of the runtime this process runs under: torch.distributed
     when its process group is up (or torchrun's environment), torch_xla's when loaded, else (0, 1)."""

@@ -125,7 +125,7 @@ class Trainer:
 
     # == setup =================================================================
     def setup(self, dry_run: bool = False) -> None:
-        from ..backend import get_backend
+        from ..backend import get_backend, start_once
         from ..model import attach_losses, build_model
         from ..objective import build_objective
         from .. import build
@@ -133,7 +133,8 @@ class Trainer:
         self.backend = self._backend or get_backend(spec.run.backend, spec.run.compile)
         self.devices = self.backend.device_count()
         self.sizes = resolve_mesh(spec.mesh, self.devices)
-        self.backend.start(self.sizes)  # before the first device tensor (XLA: SPMD mode); the process mesh
+        start_once(self.backend, self.sizes)  # before the first device tensor (XLA: SPMD mode); the process mesh
+        # (once per backend: a Trainer inside a run, e.g. a fine-tuning evaluator, shares the run's)
         self.micro = check_batch(spec.train.global_batch_size, spec.train.grad_accumulation,
                                  self.backend.data_shard[1], self.sizes)
         seed_host(spec.run.seed)
