@@ -60,3 +60,75 @@ def test_engine_results_equal_the_eager_loop(case, no_dropout_spec, tiny_model):
             assert math.isclose(got[key], want, rel_tol=1e-5), (key, got[key], want)
         else:
             assert got[key] == pytest.approx(want, abs=1e-9), (key, got[key], want)
+
+
+class _CountingBackend:
+    name = "fake"
+
+    def __init__(self):
+        self.starts = []
+
+    def start(self, mesh_shape):
+        self.starts.append(dict(mesh_shape))
+
+
+def test_a_started_backend_is_not_started_again_on_its_mesh():
+    from vattfw.backend import running, start_once
+    outer = _CountingBackend()
+    start_once(outer, {"data": 2, "fsdp": 1, "tensor": 1})
+    assert running("fake") is outer  # what a fine-tuning evaluator's Trainer is given
+    start_once(outer, {"data": 2, "fsdp": 1, "tensor": 1})  # the inner Trainer's setup
+    assert outer.starts == [{"data": 2, "fsdp": 1, "tensor": 1}]
+    start_once(outer, {"data": 1, "fsdp": 2, "tensor": 1})  # another mesh is a new start
+    other = _CountingBackend()
+    start_once(other, {"data": 1, "fsdp": 2, "tensor": 1})  # as is another backend
+    assert len(outer.starts) == 2 and len(other.starts) == 1 and running("fake") is other
+
+
+NESTED = """
+import json, sys, warnings
+sys.path.insert(0, "tests/engine")
+warnings.simplefilter("always")
+import vattfw
+from vattfw.backend.xla import XlaBackend
+from enginekit import Batches
+from vattfw.engine.trainer import Trainer
+starts = []
+original = XlaBackend.start
+XlaBackend.start = lambda self, shape: (starts.append(dict(shape)), original(self, shape))[1]
+out = {{}}
+for name, extra in (("plain", ["eval.evaluators=[]"]), ("nested", [])):
+    spec = vattfw.load_spec({path!r}, [f"run.name={{name}}"] + extra)
+    t = Trainer(spec, loader=Batches(), resume="never", progress=False)
+    r = t.run()
+    assert r.status == "finished", r.summary
+    out[name] = {{"losses": [l for _, l in r.losses], "eval": t.eval_results, "spmd": t.backend.spmd}}
+out["starts"] = starts
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # one subprocess, two runs with XLA compiles: 35-45 s on 2 loaded cores
+def test_a_finetune_evaluator_inside_an_spmd_run_reuses_its_backend(tmp_path, eval_media):
+    """Periodic evaluation during an SPMD run (2 virtual devices, mesh data=2) with finetune_video:
+    the evaluator's Trainer runs on the run's backend, started once per run (no second SPMD
+    set-up: torch_xla would warn about replicating existing tensors), and the outer run's losses
+    are those of the same run without the evaluator (evaluation draws nothing training uses)."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+    from enginekit import write_spec
+    from fixtures.processes import run_python
+    root, _ = eval_media
+    path = write_spec(tmp_path)
+    ev = finetune_cfg("finetune_video", root, crops=1, steps=4)
+    path.write_text(path.read_text() + "data: " + json.dumps({"video": SMALL_DATA["video"], "num_workers": 0})
+                    + "\neval: " + json.dumps({"every_steps": 3, "evaluators": [ev]}) + "\n")
+    res = run_python(NESTED.format(path=str(path)), devices=2, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "Replicating tensors" not in res.stderr and "XLA_USE_SPMD is being deprecated" not in res.stderr
+    got = json.loads([ln for ln in res.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+    assert got["nested"]["spmd"] and got["starts"] == [{"data": 2, "fsdp": 1, "tensor": 1}] * 2, got  # once a run
+    assert 0 <= got["nested"]["eval"]["eval/finetune_video/top1"] <= 1, got
+    assert got["nested"]["losses"] == got["plain"]["losses"], got
