@@ -125,6 +125,7 @@ def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str
     with tempfile.TemporaryDirectory(prefix="vattfw-finetune-") as tmp:
         inner = engine_spec(spec, ft.vattfw_section, loss, label, cfg, steps, batch, tmp, host)
         backend = running(inner.run.backend) or get_backend(inner.run.backend, inner.run.compile)
+        _check_batch(batch, inner, backend, where)
         trainer = Trainer(inner, host, backend=backend, model=ft, loader=batches, resume="never", trackers=False,
                           progress=False, checkpoints=False, evaluate=False)
         result = trainer.run()
@@ -136,6 +137,17 @@ def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str
         trained = cpu_model(trainer.model, inner, host)
     trained.eval()
     return trained, (result.losses[-1][1] if result.losses else float("nan"))
+
+
+def _check_batch(batch: int, inner, backend, where: str) -> None:
+    """The Trainer would name train.global_batch_size, a field of a spec the user never wrote."""
+    from vattfw.engine.mesh import resolve_mesh
+    sizes = resolve_mesh(inner.mesh, backend.device_count())
+    rows = sizes["data"] * sizes["fsdp"]
+    if batch % rows:
+        raise UserError(Problem(f"{where}: train_batch_size {batch} does not divide over the mesh's {rows} batch "
+                                f"devices (mesh data x fsdp = {sizes['data']} x {sizes['fsdp']}); use a multiple "
+                                f"of {rows}"))
 
 
 def test_logits(ft, spec, sources, modality: str, cfg: FinetuneConfig, host, clips: int, crops: int,

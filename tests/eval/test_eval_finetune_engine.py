@@ -104,6 +104,12 @@ for name, extra in (("plain", ["eval.evaluators=[]"]), ("nested", [])):
     assert r.status == "finished", r.summary
     out[name] = {{"losses": [l for _, l in r.losses], "eval": t.eval_results, "spmd": t.backend.spmd}}
 out["starts"] = starts
+from vattfw.engine.evaluate import cpu_model
+odd = vattfw.build("evaluator", spec.eval.evaluators[0].config.model_copy(update={{"train_batch_size": 5}}))
+try:
+    odd.run(cpu_model(t.model, spec), spec)
+except vattfw.UserError as exc:
+    out["odd_batch"] = str(exc)
 print("RESULT" + json.dumps(out))
 """
 
@@ -113,7 +119,8 @@ def test_a_finetune_evaluator_inside_an_spmd_run_reuses_its_backend(tmp_path, ev
     """Periodic evaluation during an SPMD run (2 virtual devices, mesh data=2) with finetune_video:
     the evaluator's Trainer runs on the run's backend, started once per run (no second SPMD
     set-up: torch_xla would warn about replicating existing tensors), and the outer run's losses
-    are those of the same run without the evaluator (evaluation draws nothing training uses)."""
+    are those of the same run without the evaluator (evaluation draws nothing training uses).  A
+    training batch that does not divide over the mesh is named as the evaluator's field."""
     import json
     import sys
     from pathlib import Path
@@ -132,3 +139,4 @@ def test_a_finetune_evaluator_inside_an_spmd_run_reuses_its_backend(tmp_path, ev
     assert got["nested"]["spmd"] and got["starts"] == [{"data": 2, "fsdp": 1, "tensor": 1}] * 2, got  # once a run
     assert 0 <= got["nested"]["eval"]["eval/finetune_video/top1"] <= 1, got
     assert got["nested"]["losses"] == got["plain"]["losses"], got
+    assert "train_batch_size 5 does not divide over the mesh's 2 batch devices" in got["odd_batch"], got
