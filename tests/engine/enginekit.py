@@ -14,8 +14,10 @@ run: {{name: {name}, output_dir: {out}, seed: 0, compile: fast}}
 mesh: {{data: -1}}
 model:
   tokenizers:
-    video: {{name: voxel, patch: [2, 8, 8], buckets: [2, 2, 2], drop_token: {{enabled: {drop}}}}}
-    audio: {{name: waveform, patch: 64, samples: 1024, drop_token: {{enabled: {drop}}}}}
+    video: {{name: voxel, patch: [2, 8, 8], buckets: [2, 2, 2], position: {{dropout: {p}}},
+            drop_token: {{enabled: {drop}}}}}
+    audio: {{name: waveform, patch: 64, samples: 1024, position: {{dropout: {p}}},
+            drop_token: {{enabled: {drop}}}}}
     text: {{name: word_embedding, vocab_size: 100, dim: 16, max_words: 4}}
   backbones:
     video: {{name: transformer, layers: 1, width: 32, mlp_dim: 64, heads: 4, dropout: {p}, attention_dropout: {p}}}
