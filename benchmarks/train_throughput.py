@@ -211,7 +211,7 @@ def _eager_arm(size: str, compiled: bool):
         total.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(total)
+        return float(total.detach())  # waits for the step (CPU: it has run already)
     info = {"first_steps_s": _first_steps(step), "flops": counter.get_total_flops(),
             "parameters": sum(p.numel() for p in model.parameters()), "optimizer": f"adam ({kernel})",
             "attention": f"sdpa ({swapped} layers)", "devices": "cpu"}
