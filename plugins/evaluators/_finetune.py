@@ -5,7 +5,7 @@ schedule, steps and batch, a classification loss plugin; no trackers, checkpoint
 
 Inside `vattfw run` (periodic evaluation) the Trainer reuses the run's backend, already started
 on the same mesh (:func:`vattfw.backend.start_once`): XLA's SPMD mode and torch's device-mesh
-groups are set up once per process.  The trained model is then evaluated on the CPU.
+groups are set up once per process.  The trained model is then tested where it trained.
 """
 from __future__ import annotations
 
@@ -116,11 +116,10 @@ def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str
     (CPU dicts of the input modality and ``label``: :func:`checked_batches`) with the loss plugin
     ``loss``, ``batch`` rows a step by the engine's Trainer, on the backend running
     in this process (a periodic evaluation inside `vattfw run`) or a new one of ``spec``'s.
-    Returns (the trained model on the CPU, the last logged loss)."""
+    Returns (the trained model, on the device, the last logged loss)."""
     import signal
     import tempfile
     from vattfw.backend import get_backend, running
-    from vattfw.engine.evaluate import cpu_model
     from vattfw.engine.trainer import Trainer
     with tempfile.TemporaryDirectory(prefix="vattfw-finetune-") as tmp:
         inner = engine_spec(spec, ft.vattfw_section, loss, label, cfg, steps, batch, tmp, host)
@@ -134,7 +133,7 @@ def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str
                                     f"lower the learning rate"))
         if trainer.stop_signal:  # the Trainer caught it: hand it on to the run this evaluation is part of
             signal.raise_signal(trainer.stop_signal)
-        trained = cpu_model(trainer.model, inner, host)
+    trained = trainer.model  # tested where it trained: on the spec's device
     trained.eval()
     return trained, (result.losses[-1][1] if result.losses else float("nan"))
 

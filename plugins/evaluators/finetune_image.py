@@ -241,11 +241,12 @@ def _train_batches(ds: _Images, cfg: Config, where: str):
 
 def _test_logits(ft, ds: _Images, cfg: Config, where: str):
     import torch
+    from vattfw.eval import LOGITS, forward
     from ._common import class_labels
     scores, ys, idx = [], [], []
     with torch.no_grad():
         for x, y, i in _loader(ds, cfg.batch_size, False, False, cfg.workers, cfg.seed):
-            scores.append(ft({"video": x})["logits"].float())
+            scores.append(forward(ft, "video", x, [LOGITS], where)[LOGITS])  # (on the model's device)
             ys.append(y)
             idx.append(i)
     return torch.cat(scores), class_labels(torch.cat(ys), cfg.num_classes, where, sample=torch.cat(idx))

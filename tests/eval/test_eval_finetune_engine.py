@@ -105,10 +105,9 @@ for name, extra in (("plain", ["eval.evaluators=[]"]), ("nested", [])):
     assert r.status == "finished", r.summary
     out[name] = {{"losses": [l for _, l in r.losses], "eval": t.eval_results, "spmd": t.backend.spmd}}
 out["starts"] = starts
-from vattfw.engine.evaluate import cpu_model
 odd = vattfw.build("evaluator", spec.eval.evaluators[0].config.model_copy(update={{"train_batch_size": 5}}))
 try:
-    odd.run(cpu_model(t.model, spec), spec)
+    odd.run(t.model, spec)
 except vattfw.UserError as exc:
     out["odd_batch"] = str(exc)
 print("RESULT" + json.dumps(out))

@@ -2,6 +2,7 @@
 (:func:`evaluate_checkpoint`: `vattfw eval` and the sweep worker, one code path)."""
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,15 +12,21 @@ import torch
 from ..errors import Problem, UserError
 
 
-def cpu_model(model: torch.nn.Module, spec: Any, host: Any = None) -> torch.nn.Module:
-    """``model`` itself when it lives on the CPU, else a CPU copy built from the spec (evaluation
-    runs eagerly on the CPU; a sharded XLA model's tensors are gathered by ``.cpu()``)."""
-    if all(p.device.type == "cpu" for p in model.parameters()):
+def device_model(model: torch.nn.Module, spec: Any) -> torch.nn.Module:
+    """``model`` on the spec's device, where the evaluators run it (batch by batch; only their
+    outputs come to the CPU): as it is when it is there already (the model being trained, during
+    `vattfw run`); else moved there in place by the spec's backend, started on the spec's mesh
+    (or the one already running in this process) and split by the same plan as for training."""
+    if any(t.device.type != "cpu" for t in itertools.chain(model.parameters(), model.buffers())):
         return model
-    from ..model import build_model, model_weights
-    copy = build_model(spec.model, host)
-    copy.load_state_dict({k: v.detach().cpu() for k, v in model_weights(model.state_dict()).items()})
-    return copy
+    from ..backend import get_backend, running, start_once
+    from .mesh import plan_model, resolve_mesh
+    backend = running(spec.run.backend) or get_backend(spec.run.backend, spec.run.compile)
+    if backend.device.type == "cpu":  # (the torch backend on a machine without a GPU)
+        return model
+    sizes = resolve_mesh(spec.mesh, backend.device_count())
+    start_once(backend, sizes)
+    return backend.prepare_model(model, plan_model(model, sizes, spec.mesh.column_parallel, spec.mesh.row_parallel))
 
 
 def run_evaluators(model: torch.nn.Module, spec: Any, host: Any = None, only: list[str] | None = None,
@@ -38,7 +45,7 @@ def run_evaluators(model: torch.nn.Module, spec: Any, host: Any = None, only: li
     if not refs:
         raise UserError(Problem("the spec names no evaluators; add e.g. eval: {evaluators: [{name: "
                                 "zero_shot_retrieval, data: [...]}]}", "eval.evaluators"))
-    model = cpu_model(model, spec, host)
+    model = device_model(model, spec)
     was_training = model.training
     results: dict[str, float] = {}
     try:

@@ -11,7 +11,9 @@
   :func:`check_labels`, and :func:`text_to_video` retrieval over clip pools.
 
 The evaluator contract itself (``build(config) -> obj`` with ``obj.run(model, spec, host) -> dict``)
-is :class:`vattfw.hookspec.Evaluator`.  Everything here runs eagerly on the CPU (plain torch).
+is :class:`vattfw.hookspec.Evaluator`.  The model an evaluator is given is on the spec's device
+(:func:`vattfw.engine.evaluate.device_model`); :func:`forward` moves each batch there and its
+outputs back to the CPU, where the metrics are computed.
 """
 from ..engine.weights import load_weights
 from .data import derived_spec, loader

@@ -9,6 +9,7 @@ outputs ``[N, ...]`` (a sample's text is the same in all its views, so it is enc
 """
 from __future__ import annotations
 
+import itertools
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -35,8 +36,10 @@ def projected(modality: str, space: str) -> str:
 @torch.no_grad()
 def forward(model: torch.nn.Module, modality: str, x: torch.Tensor, outputs: Sequence[str],
             where: str) -> dict[str, torch.Tensor]:
-    """``model({modality: x})[k]`` for each ``k`` in ``outputs``, on the CPU, as float32."""
-    out = model({modality: x})
+    """``model({modality: x})[k]`` for each ``k`` in ``outputs``: ``x`` is moved to the model's
+    device and run there; the outputs come back to the CPU, as float32."""
+    held = next(itertools.chain(model.parameters(), model.buffers()), None)  # (a feature module may hold buffers only)
+    out = model({modality: x.to(held.device) if held is not None else x})
     missing = [k for k in outputs if k not in out]
     if missing:
         head = " and a head that gives it" if any(k.endswith(("_va", "_vt")) or k == "logits" for k in missing) else ""
