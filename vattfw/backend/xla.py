@@ -393,10 +393,11 @@ class EagerRunningStats(torch.nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose running statistics are updated as PyTorch eager updates them.
     torch_xla 2.9's batch-norm lowering moves ``running_var`` towards the biased batch variance
     (divided by n), eager PyTorch (and the torch backend's GlobalBatchNorm) towards the unbiased
-    one (n - 1): measured, one step of 16 rows, running_var 1.1654 against eager's 1.1831; after
-    5 steps of the FAC head 1-10 % apart, so evaluation normalised otherwise than after eager
-    training.  The normalisation itself is still torch_xla's; the running averages are updated
-    here, in the step's graph.  Installed by changing the class of an existing BatchNorm, so
+    one (n - 1): measured, one step of 16 rows, running_var 1.1654 against eager's 1.1831; the
+    FAC head's after the 5 steps of tests/engine/test_engine_torch.py up to 2 % apart (0.1 at
+    temperature 0.07), so evaluation normalised otherwise than after eager training.  The
+    normalisation itself is still torch_xla's; the running averages are updated here, in the
+    step's graph.  Installed by changing the class of an existing BatchNorm, so
     parameter names and buffers stay as they were."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
