@@ -15,18 +15,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.xla]
 
 def _kill_after_first_point(args: list[str], state: Path, timeout: float = 400) -> None:
     env = {**os.environ, "PJRT_DEVICE": "CPU", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "vattfw"), *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    log = state.parent.parent / "killed-sweep.log"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as err:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "vattfw"), *args], stdout=subprocess.DEVNULL,
+                                stderr=err, env=env, start_new_session=True)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and proc.poll() is None:
             if state.is_file() and json.loads(state.read_text())["points"].get("svm", {}).get("status") == "finished":
                 break
             time.sleep(0.2)
-        assert proc.poll() is None, "the sweep ended before it could be killed"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, without a chance to clean up
-        proc.wait()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, without a chance to clean up
+        except ProcessLookupError:  # it ended by itself: reported below with its log
+            pass
+        rc = proc.wait()
+    assert rc == -signal.SIGKILL, f"the sweep ended (rc {rc}) before it could be killed:\n{log.read_text()[-3000:]}"
 
 
 def test_toy_grid_killed_after_first_point_resumes_with_the_second_only(toy_grid, tmp_path, mlflow_server, cli):

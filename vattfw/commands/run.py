@@ -25,6 +25,7 @@ def register(sub) -> None:
 def run(args) -> int:
     host = load_host(args)
     spec = load_spec(args.spec, args.overrides, host=host)
+    from ..engine.progress import print_summary
     from ..engine.trainer import Trainer
     prepare_data(spec)
     trainer = Trainer(spec, host, resume=args.resume, trackers=not args.no_track and not args.dry_run)
@@ -36,15 +37,6 @@ def run(args) -> int:
     if result.main_process:
         print_summary(spec.run.name, result)
     return result.exit_code
-
-
-def print_summary(name: str, result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    table = Table(title=f"vattfw run {name}: {result.status}", show_header=False)
-    for k, v in result.summary.items():
-        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-    Console(stderr=True).print(table)
 
 
 def prepare_data(spec) -> None:

@@ -41,3 +41,13 @@ class ProgressView:
             extra = f" mfu {metrics['mfu']:.3f}" if "mfu" in metrics else ""
             self.console.print(f"step {step}/{self.total} loss {loss} lr {metrics['lr']:.3g} "
                                f"grad_norm {metrics['grad_norm']:.3g} clips/s {rate}{extra}", highlight=False)
+
+
+def print_summary(name: str, result: Any) -> None:
+    """The run summary (a Trainer.run() result's) as a table on stderr, titled with how the run ended."""
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"vattfw run {name}: {result.status}", show_header=False)
+    for k, v in result.summary.items():
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console(stderr=True).print(table)

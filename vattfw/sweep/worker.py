@@ -30,6 +30,8 @@ def run_point(job: dict) -> int:
         # evaluate=False: the evaluators run once, below, on the final checkpoint (also for a point
         # whose training had finished before an interruption)
         result = Trainer(spec, host, resume="auto", progress=False, evaluate=False).run()
+        from ..engine.progress import print_summary
+        print_summary(spec.run.name, result)  # the worker log says how the training ended, as vattfw run does
         if result.exit_code:
             return result.exit_code
         checkpoint = result.summary.get("checkpoint") or str(run_dir_of(spec) / "checkpoints")
