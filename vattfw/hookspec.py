@@ -190,7 +190,9 @@ class Evaluator(Protocol):
     """``build(config, **deps) -> Evaluator``: reads the data its config names (its own
     datasource specs, through :func:`vattfw.eval.loader`) and measures a model.
 
-    ``run(model, spec, host)`` gets the model on the CPU (evaluation runs eagerly there), the
+    ``run(model, spec, host)`` gets the model on the spec's device (the model being trained,
+    during `vattfw run`; else moved there by the spec's backend): :func:`vattfw.eval.forward` /
+    :func:`vattfw.eval.collect` move each batch there and its outputs back to the CPU; the
     run's spec and the plugin host (to build classifiers, datasources), and returns metrics named
     ``<tag>/<metric>`` (e.g. ``zero_shot_retrieval/R10``; mlflow rejects "@" in names), host
     floats.  The model's train/eval mode is restored by the caller.  ``prefix`` (optional) is the
