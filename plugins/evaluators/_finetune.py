@@ -119,11 +119,11 @@ def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str
     Returns (the trained model, on the device, the last logged loss)."""
     import signal
     import tempfile
-    from vattfw.backend import get_backend, running
+    from vattfw.backend import backend_for
     from vattfw.engine.trainer import Trainer
     with tempfile.TemporaryDirectory(prefix="vattfw-finetune-") as tmp:
         inner = engine_spec(spec, ft.vattfw_section, loss, label, cfg, steps, batch, tmp, host)
-        backend = running(inner.run.backend) or get_backend(inner.run.backend, inner.run.compile)
+        backend = backend_for(inner.run)
         _check_batch(batch, inner, backend, where)
         trainer = Trainer(inner, host, backend=backend, model=ft, loader=batches, resume="never", trackers=False,
                           progress=False, checkpoints=False, evaluate=False)

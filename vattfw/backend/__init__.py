@@ -120,6 +120,9 @@ class Backend(Protocol):
         """Compiled graphs executed so far (0 for an eager step)."""
     def metrics_report(self) -> str:
         """The runtime's own counters as text (debugging)."""
+    def compile_cache_stats(self) -> dict[str, Any]:
+        """The persistent compile cache's folder and its hits, misses and entries it could not
+        reload in this process; {} when there is none."""
     def memory_per_device(self) -> int | None:
         """Bytes in use on this process's device, or None where the runtime cannot say."""
     @property
@@ -144,18 +147,20 @@ class Backend(Protocol):
         """A complete checkpoint folder written by this backend, opened for resuming."""
 
 
-def get_backend(name: str = "xla", compile: str = "auto") -> Backend:
+def get_backend(name: str = "xla", compile: str = "auto", cache: str = "off",
+                cache_dir: str = "~/.cache/vattfw/xla") -> Backend:
     """``compile`` (run.compile): "auto" (the backend's default: XLA optimized, torch eager),
     "optimized" (XLA: full optimisation; torch: torch.compile), "fast" (XLA: optimisation
-    level 0, quicker compiles; torch: eager) or "eager" (torch only).  XLA: takes effect only
-    if this is the first backend of the process."""
+    level 0, quicker compiles; torch: eager) or "eager" (torch only).  ``cache`` / ``cache_dir``
+    (run.compile_cache, run.compile_cache_dir): XLA's persistent compile cache.  XLA: both take
+    effect only if this is the first backend of the process."""
     from ..errors import Problem, UserError
     if name == "xla":
         if compile == "eager":
             raise UserError(Problem("the xla backend always compiles the step; use optimized or fast, or "
                                     "run.backend: torch for eager", "run.compile"))
         from .xla import XlaBackend
-        return XlaBackend("optimized" if compile == "auto" else compile)
+        return XlaBackend("optimized" if compile == "auto" else compile, cache, cache_dir)
     if name == "torch":
         from .torch import TorchBackend
         return TorchBackend(compile)
@@ -177,6 +182,12 @@ def start_once(backend: Backend, mesh_shape: dict[str, int]) -> None:
         return
     backend.start(mesh_shape)
     _started[backend.name] = (backend, dict(mesh_shape))
+
+
+def backend_for(run: Any) -> Backend:
+    """The backend a spec's ``run`` section asks for: the one already running in this process
+    under that name (an evaluation inside a training run), else a new one."""
+    return running(run.backend) or get_backend(run.backend, run.compile, run.compile_cache, run.compile_cache_dir)
 
 
 def running(name: str) -> Backend | None:

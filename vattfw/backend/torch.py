@@ -231,6 +231,9 @@ class TorchBackend:
     def execute_count(self) -> int:
         return 0
 
+    def compile_cache_stats(self) -> dict[str, Any]:
+        return {}  # torch.compile's own on-disk cache is not run.compile_cache's
+
     def metrics_report(self) -> str:
         if self._device.type == "cuda":
             return torch.cuda.memory_summary(self._device, abbreviated=True)

@@ -22,11 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 class XlaBackend:
     name = "xla"
 
-    def __init__(self, compile: str = "optimized") -> None:
+    def __init__(self, compile: str = "optimized", cache: str = "off", cache_dir: str = "~/.cache/vattfw/xla") -> None:
         if compile == "fast" and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
             # Read when the runtime starts (first device query), so set before that.
             os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
         import torch_xla  # noqa: F401  (import cost ~2.4 s: only when a run starts)
+        self._cache_dir = _open_compile_cache(cache, cache_dir)
         self._mesh = None
         self._spmd = False
         self._names: tuple[str, ...] = ()
@@ -240,6 +241,14 @@ class XlaBackend:
         import torch_xla.debug.metrics as met
         return met.short_metrics_report()
 
+    def compile_cache_stats(self) -> dict[str, Any]:
+        if not self._cache_dir:
+            return {}
+        import torch_xla.debug.metrics as met
+        count = {k: int(met.counter_value(f"PersistentCache{k}") or 0) for k in ("Hit", "Miss", "DeserializeFailure")}
+        return {"dir": self._cache_dir, "hits": count["Hit"], "misses": count["Miss"],
+                "unreadable": count["DeserializeFailure"]}
+
     def memory_per_device(self) -> int | None:
         import torch_xla.core.xla_model as xm
         try:
@@ -342,6 +351,31 @@ class _FileCheckpoint:
     def load_optimizer(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         optimizer.load_state_dict(self._state.pop("optimizer"))
         self._backend._shard_optimizer_state(model, optimizer)
+
+
+def _open_compile_cache(mode: str, folder: str) -> str | None:
+    """Turn on the persistent compile cache (run.compile_cache) in ``folder/<torch_xla version>``
+    and return that folder, or None when it stays off.  auto = not on the CPU: torch_xla 2.9's
+    CPU client writes entries it cannot deserialize (measured: every lookup of a second process
+    fails and compiles again).  The cache is process-wide and set before the first computation:
+    a backend created after one (a second run in the process) keeps what the first set."""
+    import torch_xla
+    import torch_xla.runtime as xr
+    on = mode == "on" or (mode == "auto" and os.environ.get("PJRT_DEVICE", "CPU").upper() != "CPU")
+    if torch_xla._XLAC._xla_computation_cache_is_initialized():
+        return os.environ.get("XLA_PERSISTENT_CACHE_PATH") or None
+    if not on:
+        return None
+    from pathlib import Path
+    path = Path(folder).expanduser() / torch_xla.__version__
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from ..errors import Problem, UserError
+        raise UserError(Problem(f"cannot create the compile cache folder {path}: {exc.strerror}; give a writable "
+                                f"folder or set run.compile_cache: off", "run.compile_cache_dir")) from None
+    xr.initialize_cache(str(path), readonly=False)
+    return str(path)
 
 
 def _forced_process() -> tuple[int, int] | None:

@@ -19,9 +19,9 @@ def device_model(model: torch.nn.Module, spec: Any) -> torch.nn.Module:
     (or the one already running in this process) and split by the same plan as for training."""
     if any(t.device.type != "cpu" for t in itertools.chain(model.parameters(), model.buffers())):
         return model
-    from ..backend import get_backend, running, start_once
+    from ..backend import backend_for, start_once
     from .mesh import plan_model, resolve_mesh
-    backend = running(spec.run.backend) or get_backend(spec.run.backend, spec.run.compile)
+    backend = backend_for(spec.run)
     if backend.device.type == "cpu":  # (the torch backend on a machine without a GPU)
         return model
     sizes = resolve_mesh(spec.mesh, backend.device_count())

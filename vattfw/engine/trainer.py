@@ -130,7 +130,8 @@ class Trainer:
         from ..objective import build_objective
         from .. import build
         spec = self.spec
-        self.backend = self._backend or get_backend(spec.run.backend, spec.run.compile)
+        run = spec.run
+        self.backend = self._backend or get_backend(run.backend, run.compile, run.compile_cache, run.compile_cache_dir)
         self.devices = self.backend.device_count()
         self.sizes = resolve_mesh(spec.mesh, self.devices)
         start_once(self.backend, self.sizes)  # before the first device tensor (XLA: SPMD mode); the process mesh
@@ -394,6 +395,10 @@ class Trainer:
         if self.stop_signal:
             self._print(f"stopped by {signal.Signals(self.stop_signal).name} at step {self.step}; "
                         f"checkpoint {self.last_checkpoint}; resume with the same command")
+        cache = self.backend.compile_cache_stats() if self.backend is not None else {}
+        if cache.get("unreadable"):
+            self._warn(f"the compile cache in {cache['dir']} gave {cache['unreadable']} entries this runtime "
+                       f"could not reload (compiled again); run.compile_cache: auto keeps it off where that happens")
         return Result(status, self.step, code, summary, self.losses, self.backend.is_main_process)
 
     def _loop(self) -> None:
@@ -543,6 +548,10 @@ class Trainer:
             summary.update(self.meter.summary())
         if self.backend is not None:
             summary["compiles"] = self.backend.compile_count() - self.compiles_at_start
+            cache = self.backend.compile_cache_stats()
+            if cache:
+                summary["compile_cache"] = (f"{cache['hits']} hits, {cache['misses']} misses, "
+                                            f"{cache['unreadable']} unreadable in {cache['dir']}")
         if self.skipped_t is not None:
             summary["skipped_steps"] = int(self.skipped_t.cpu())
         if self.loader is not None:

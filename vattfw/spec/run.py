@@ -28,6 +28,22 @@ class RunSection(Section):
                             "on the CPU and runs slower (tiny models, smoke tests); torch eager. eager: torch only "
                             "(no compilation).")
 
+    compile_cache: Literal["auto", "on", "off"] = Field(
+        "auto", description="XLA's persistent compile cache in compile_cache_dir, so a later run of the same step "
+                            "skips compiling it. auto: on where torch_xla can reload its cache (TPU, GPU), off on "
+                            "the CPU, whose torch_xla 2.9 client fails to deserialize every entry and compiles "
+                            "again. on: also on the CPU (the run summary counts the entries it could not reload). "
+                            "The torch backend ignores it: torch.compile keeps its own on-disk cache.")
+    compile_cache_dir: str = Field(
+        "~/.cache/vattfw/xla", description="Folder of the compile cache (one subfolder per torch_xla version; "
+                                           "on a pod, a local disk of each host).")
+
+    @field_validator("compile_cache", mode="before")
+    @classmethod
+    def _yaml_switch(cls, v):
+        # YAML 1.1 reads a bare on / off as a boolean
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
     @field_validator("name")
     @classmethod
     def _one_folder(cls, v: str) -> str:
