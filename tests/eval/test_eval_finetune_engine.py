@@ -140,3 +140,34 @@ def test_a_finetune_evaluator_inside_an_spmd_run_reuses_its_backend(tmp_path, ev
     assert 0 <= got["nested"]["eval"]["eval/finetune_video/top1"] <= 1, got
     assert got["nested"]["losses"] == got["plain"]["losses"], got
     assert "train_batch_size 5 does not divide over the mesh's 2 batch devices" in got["odd_batch"], got
+
+
+def test_a_stop_signal_during_fine_tuning_reaches_the_enclosing_run(eval_spec, tiny_model, monkeypatch, capsys):
+    """The evaluator's Trainer installs its own SIGTERM handler while it trains; a signal it
+    catches ends the fine-tuning early and is handed on to the handler of the run being evaluated
+    (which then stops after this evaluation and checkpoints), with a warning."""
+    import os
+    import signal
+    from vattfw.engine import signals
+    from vattfw_plugins.evaluators import _finetune
+    spec, root = eval_spec
+    spec = spec.model_copy(update={"run": spec.run.model_copy(update={"backend": "torch"})})  # no compile: fast
+    real = _finetune.train_loader
+
+    def killing_loader(*args):
+        for i, batch in enumerate(real(*args)):
+            if i == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    monkeypatch.setattr(_finetune, "train_loader", killing_loader)
+    monkeypatch.setattr("vattfw_plugins.evaluators.finetune_video.train_loader", killing_loader)
+    outer = []
+    ev = vattfw.build("evaluator", finetune_cfg("finetune_video", root, crops=1, steps=50))
+    with signals.handled(lambda signum, frame: outer.append(signum)):
+        out = ev.run(tiny_model, spec)
+    assert outer == [signal.SIGTERM]
+    assert math.isfinite(out["finetune_video/train_loss"])
+    import re
+    stopped = re.search(r"fine-tuning stopped by SIGTERM after step (\d+) of 50", capsys.readouterr().err)
+    assert stopped and int(stopped.group(1)) < 10, stopped
