@@ -42,10 +42,18 @@ def run(args) -> int:
 def prepare_data(spec) -> None:
     """Build the demo data set first when the spec asks for it and it is missing (the quickstart)."""
     folder = spec.run.demo_data
-    if folder and not (Path(folder) / "demo.json").is_file():
-        from ..data.demo import build_demo
-        print(f"building the demo data set in {folder} (once; a few minutes)", file=sys.stderr)
-        build_demo(folder, bbb_clips=20, progress=False)  # the quickstart reads only synth/
+    if not folder or (Path(folder) / "demo.json").is_file():
+        return
+    import fcntl
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    # Several processes of one run (torchrun ranks, XLA processes on a host) start here at once:
+    # the first builds, the others wait on the lock and then find demo.json.
+    with open(Path(folder) / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (Path(folder) / "demo.json").is_file():
+            from ..data.demo import build_demo
+            print(f"building the demo data set in {folder} (once; a few minutes)", file=sys.stderr)
+            build_demo(folder, bbb_clips=20, progress=False)  # the quickstart reads only synth/
 
 
 def _print_dry_run(path: str, info: dict) -> int:
