@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import warnings
 
@@ -27,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _one_line_plugin_warnings()
+    _log_lines_name_their_process()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -51,6 +53,38 @@ def _one_line_plugin_warnings() -> None:
         else:
             default(message, category, *rest, **kw)
     warnings.showwarning = show
+
+
+class _ProcessLogFormat(logging.Formatter):
+    """A log line as its message; in a run of several processes, one other than the first
+    names itself (each reads its own shards: a skipped sample there is that process's news)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .backend import runtime_process
+        index, count = runtime_process()
+        text = super().format(record)
+        return f"process {index}: {text}" if count > 1 and index else text
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to the sys.stderr of the moment (a test or a tool may have replaced it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _log_lines_name_their_process() -> None:
+    logger = logging.getLogger("vattfw")
+    if not any(isinstance(h.formatter, _ProcessLogFormat) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(_ProcessLogFormat("%(message)s"))
+        logger.addHandler(handler)
 
 
 def load_host(args: argparse.Namespace):
