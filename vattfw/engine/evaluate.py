@@ -2,6 +2,7 @@
 (:func:`evaluate_checkpoint`: `vattfw eval` and the sweep worker, one code path)."""
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -16,17 +17,35 @@ def device_model(model: torch.nn.Module, spec: Any) -> torch.nn.Module:
     """``model`` on the spec's device, where the evaluators run it (batch by batch; only their
     outputs come to the CPU): as it is when it is there already (the model being trained, during
     `vattfw run`); else moved there in place by the spec's backend, started on the spec's mesh
-    (or the one already running in this process) and split by the same plan as for training."""
-    if any(t.device.type != "cpu" for t in itertools.chain(model.parameters(), model.buffers())):
-        return model
-    from ..backend import backend_for, start_once
+    (or the one already running in this process) and split by the same plan as for training.
+    Under SPMD the model gets ``place_batch``: eval inputs split over the mesh's batch axes."""
+    from ..backend import get_backend, running, start_once
     from .mesh import plan_model, resolve_mesh
-    backend = backend_for(spec.run)
+    backend = running(spec.run.backend)
+    if any(t.device.type != "cpu" for t in itertools.chain(model.parameters(), model.buffers())):
+        if backend is not None and backend.spmd:
+            model.place_batch = functools.partial(_place_batch, backend, resolve_mesh(spec.mesh, backend.device_count()))
+        return model
+    backend = backend or get_backend(spec.run.backend, spec.run.compile)
+    sizes = resolve_mesh(spec.mesh, backend.device_count())
+    start_once(backend, sizes)  # (before .device: querying the XLA device fixes the runtime's SPMD mode)
     if backend.device.type == "cpu":  # (the torch backend on a machine without a GPU)
         return model
-    sizes = resolve_mesh(spec.mesh, backend.device_count())
-    start_once(backend, sizes)
-    return backend.prepare_model(model, plan_model(model, sizes, spec.mesh.column_parallel, spec.mesh.row_parallel))
+    model = backend.prepare_model(model, plan_model(model, sizes, spec.mesh.column_parallel, spec.mesh.row_parallel))
+    if backend.spmd:
+        model.place_batch = functools.partial(_place_batch, backend, sizes)
+    return model
+
+
+def _place_batch(backend: Any, sizes: dict[str, int], x: torch.Tensor) -> torch.Tensor:
+    """``x`` on the device, its rows split over data x fsdp (each device runs its share of the
+    eval batch, as in training); replicated when the rows do not divide (the last batch of a
+    split may be short) or it is 1-D (torch_xla 2.9 cannot shard those on upload)."""
+    from .mesh import batch_specs
+    rows = sizes["data"] * sizes["fsdp"]
+    if x.dim() < 2 or x.shape[0] % rows:
+        return backend.to_device(x)
+    return backend.to_device(x, batch_specs({"x": x})["x"])
 
 
 def run_evaluators(model: torch.nn.Module, spec: Any, host: Any = None, only: list[str] | None = None,

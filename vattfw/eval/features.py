@@ -37,9 +37,11 @@ def projected(modality: str, space: str) -> str:
 def forward(model: torch.nn.Module, modality: str, x: torch.Tensor, outputs: Sequence[str],
             where: str) -> dict[str, torch.Tensor]:
     """``model({modality: x})[k]`` for each ``k`` in ``outputs``: ``x`` is moved to the model's
-    device and run there; the outputs come back to the CPU, as float32."""
+    device (split over the mesh by ``model.place_batch`` when the model has one) and run there;
+    the outputs come back to the CPU, as float32."""
+    place = getattr(model, "place_batch", None)  # set by device_model under SPMD: rows split over the mesh
     held = next(itertools.chain(model.parameters(), model.buffers()), None)  # (a feature module may hold buffers only)
-    out = model({modality: x.to(held.device) if held is not None else x})
+    out = model({modality: place(x) if place else x.to(held.device) if held is not None else x})
     missing = [k for k in outputs if k not in out]
     if missing:
         head = " and a head that gives it" if any(k.endswith(("_va", "_vt")) or k == "logits" for k in missing) else ""
