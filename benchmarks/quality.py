@@ -6,6 +6,9 @@ the model before and after with the evaluator plugins:
   (shape, colour, motion) combinations never occur in pretraining (chance R@K = K / pool);
 * audio linear probe accuracy on ``instruments`` (real freepats recordings, 18 classes, every other
   pitch held out) with ``lrc`` and ``svm``;
+* audio linear probe accuracy on ``pitches`` (the same freepats notes: 6 pitch classes, the pitches
+  the pretraining clips tie to colour, at 3 loudness levels; every third instrument held out): what
+  the synthetic pretraining can teach, where ``instruments`` (timbre) asks for what it cannot;
 * video linear probe accuracy on the 8 motion classes (``synth/train`` -> ``synth/eval``) with ``lrc``;
 * a log-mel + linear baseline on the same audio probe: the feature is the clip's mean 64-band log-mel
   spectrum (42 ms windows, 21 ms hop) of exactly the waveform the model gets (the loader's rate and
@@ -38,10 +41,13 @@ NO_EVAL = ["--set", "eval.evaluators=[]"]
 
 def demo_data(root: Path) -> tuple[Path, dict]:
     """The demo data set's folder and its summary (demo.json), built when missing."""
+    from vattfw.data.demo import add_pitches, build_demo
     for folder in (Path(os.environ.get("VATTFW_DEMO_DATA", root / "demo-data")), Path("runs/demo-data")):
         if (folder / "demo.json").is_file():
-            return folder.resolve(), json.loads((folder / "demo.json").read_text())
-    from vattfw.data.demo import build_demo
+            summary = json.loads((folder / "demo.json").read_text())
+            if "pitches/train" not in summary["subsets"]:  # built before the pitch probe existed
+                summary = add_pitches(folder)
+            return folder.resolve(), summary
     folder = root / "demo-data"
     build_demo(str(folder), bbb_clips=20, progress=False)  # bbb is not used here
     return folder.resolve(), json.loads((folder / "demo.json").read_text())
@@ -67,7 +73,8 @@ def spec_dict(root: Path, folder: Path, summary: dict, size: str) -> dict:
     lrc = {"name": "lrc", "steps": cfg["lrc_steps"], "standardize": True}
     audio = {"name": "linear_probe", "modality": "audio", "clips": 4, "batch_size": 32,
              "train": src("instruments/train", "audio"), "test": src("instruments/eval", "audio")}
-    tag = lambda clf: {"tag": f"linear_probe/audio_{clf}"}  # named, so the baseline can run these alone
+    pitch = {**audio, "train": src("pitches/train", "audio"), "test": src("pitches/eval", "audio")}
+    tag = lambda clf, what="audio": {"tag": f"linear_probe/{what}_{clf}"}  # named: the baseline runs these alone
     spec["run"].update({"name": f"quality-{size}", "output_dir": str(root / "runs"), "demo_data": None})
     spec["data"]["sources"] = [{**s, "urls": [urls["synth/train"]]} for s in spec["data"]["sources"]]
     spec["data"]["text"]["vocabulary"] = caption_vocabulary(folder, root)
@@ -78,6 +85,8 @@ def spec_dict(root: Path, folder: Path, summary: dict, size: str) -> dict:
         {"name": "zero_shot_retrieval", "data": src("synth/eval", "video", "text"), "clips": 4, "batch_size": 16},
         {**audio, **tag("lrc"), "classifier": lrc},
         {**audio, **tag("svm"), "classifier": {"name": "svm", "C": 0.1}},
+        {**pitch, **tag("lrc", "pitch"), "classifier": lrc},
+        {**pitch, **tag("svm", "pitch"), "classifier": {"name": "svm", "C": 0.1}},
         {"name": "linear_probe", "modality": "video", "classifier": lrc, "clips": 4, "batch_size": 16,
          "train": src("synth/train"), "test": src("synth/eval")},
     ]}
@@ -96,7 +105,7 @@ def evaluate(spec, state=None) -> dict[str, float]:
     return run_evaluators(model, spec)
 
 
-AUDIO_PROBES = ["linear_probe/audio_lrc", "linear_probe/audio_svm"]
+AUDIO_PROBES = ["linear_probe/audio_lrc", "linear_probe/audio_svm", "linear_probe/pitch_lrc", "linear_probe/pitch_svm"]
 
 
 def logmel_baseline(spec) -> dict[str, float]:
@@ -121,7 +130,9 @@ def chance(summary: dict) -> dict[str, float]:
     classes = len(summary["subsets"]["instruments/train"].get("classes") or []) or 18
     out = {f"zero_shot_retrieval/R{k}": min(1.0, k / pool) for k in (1, 5, 10)}
     out["zero_shot_retrieval/MedianR"] = (pool + 1) / 2
+    pitches = len(summary["subsets"]["pitches/train"].get("classes") or []) or 6
     out.update({"linear_probe/audio_lrc/top1": 1 / classes, "linear_probe/audio_svm/top1": 1 / classes,
+                "linear_probe/pitch_lrc/top1": 1 / pitches, "linear_probe/pitch_svm/top1": 1 / pitches,
                 "linear_probe/video_lrc/top1": 1 / 8})
     return out
 

@@ -7,6 +7,8 @@ bbb           Big Buck Bunny (CC-BY 3.0) cut in 4 s clips  AudioSet (no text)   
 synth/train   shape x colour x motion clips, narrated      HowTo100M                video, audio, text
 synth/eval    held-out shape x colour x motion triples     zero-shot retrieval      video, audio, text
 instruments   freepats notes via timidity, 18 classes      ESC-50 (labels)          audio
+pitches       the same notes: 6 pitches x 3 loudnesses,    what pretraining can     audio
+              every third instrument held out             teach (pitch = colour)
 ============  ==========================================  =======================  ===========
 
 plus ``vocab.txt`` / ``vectors.npy``: the first 65,536 GloVe 6B words and their 50-d vectors
@@ -212,6 +214,55 @@ def make_instruments(media: Path) -> None:
         _peak_normalize(mid.with_suffix(".wav"), NOTE_PEAK)
 
 
+PITCHES = (57, 59, 61, 63, 65, 67)  # A3 + whole tones = the synthetic clips' colour pitches, 220 * 2 ** (c / 6) Hz
+PITCH_PEAKS = (0.1, 0.25, 0.5)      # three loudness levels: -14, -6, 0 dB re NOTE_PEAK
+
+
+def make_pitches(media: Path) -> None:
+    """The pitch probe: 6 classes (the pitches the pretraining clips tie to colour), labelled by
+    folder; every third instrument is held out (eval), each note at 2 velocities x 3 loudnesses."""
+    mids = []
+    for k, (name, program) in enumerate(INSTRUMENTS.items()):
+        split = "eval" if k % 3 == 2 else "train"
+        for pitch in PITCHES:
+            folder = media / split / f"midi{pitch}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for velocity in (70, 110):
+                mid = folder / f"{name}_v{velocity}.mid"
+                _note_midi(mid, program, pitch, velocity)
+                mids.append(mid)
+    cfg = "/etc/timidity/freepats.cfg"
+    if not Path(cfg).is_file():
+        raise UserError(Problem(f"{cfg} not found: apt-get install timidity freepats"))
+    _run(["timidity", "-c", cfg, "-Ow", "-s", str(SR), "--output-mono", *map(str, mids)])
+    for mid in mids:
+        mid.unlink()
+        wav = mid.with_suffix(".wav")
+        for level, peak in enumerate(PITCH_PEAKS):
+            out = wav.with_name(f"{wav.stem}_l{level}.wav")
+            shutil.copyfile(wav, out)
+            _peak_normalize(out, peak)
+        wav.unlink()
+
+
+def add_pitches(root: Path, workers: int = 2, progress: bool = False) -> dict:
+    """Build the pitches/{train,eval} subsets into an existing demo folder and record them in demo.json."""
+    summary = json.loads((root / "demo.json").read_text())
+    media = root / "media-pitches"
+    shutil.rmtree(media, ignore_errors=True)
+    make_pitches(media)
+    for split in ("train", "eval"):
+        name, dest = f"pitches/{split}", root / "pitches" / split
+        shutil.rmtree(dest, ignore_errors=True)
+        index = build(str(media / split), str(dest), max_count=64, workers=workers, progress=progress,
+                      source=name, label_from_folder=True)
+        summary["subsets"][name] = {"urls": f"{name}/{index['urls']}", "samples": index["samples"],
+                                    "classes": index.get("classes", []), "skipped": index.get("skipped", {})}
+    shutil.rmtree(media, ignore_errors=True)
+    (root / "demo.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    return summary
+
+
 def _peak_normalize(path: Path, peak: float) -> None:
     """timidity renders notes 15-25 dB below the synthetic clips' audio the model trains on; an
     out-of-range probe set would measure loudness, not timbre (the velocity stays in the sound)."""
@@ -295,6 +346,9 @@ def build_demo(out: str, workers: int = 2, bbb_clips: int = 149, progress: bool 
     make_instruments(media / "instruments")
     for split in ("train", "eval"):
         shards(f"instruments/{split}", media / "instruments" / split, label_from_folder=True)
+    make_pitches(media / "pitches")
+    for split in ("train", "eval"):
+        shards(f"pitches/{split}", media / "pitches" / split, label_from_folder=True)
     film, how = fetch_bbb(root / "cache")
     if film is None:
         summary["notes"].append(f"bbb left out: {how}")
