@@ -120,6 +120,7 @@ def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str
     import signal
     import tempfile
     from vattfw.backend import backend_for
+    from vattfw.engine.evaluate import device_model
     from vattfw.engine.trainer import Trainer
     with tempfile.TemporaryDirectory(prefix="vattfw-finetune-") as tmp:
         inner = engine_spec(spec, ft.vattfw_section, loss, label, cfg, steps, batch, tmp, host)
@@ -135,7 +136,7 @@ def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str
             trainer._warn(f"{where}: fine-tuning stopped by {signal.Signals(trainer.stop_signal).name} after step "
                           f"{result.step} of {steps}; its results are those of the shorter fine-tuning")
             signal.raise_signal(trainer.stop_signal)
-    trained = trainer.model  # tested where it trained: on the spec's device
+    trained = device_model(trainer.model, inner)  # tested where it trained (test rows split over the mesh)
     trained.eval()
     return trained, (result.losses[-1][1] if result.losses else float("nan"))
 

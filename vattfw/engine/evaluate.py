@@ -19,14 +19,14 @@ def device_model(model: torch.nn.Module, spec: Any) -> torch.nn.Module:
     `vattfw run`); else moved there in place by the spec's backend, started on the spec's mesh
     (or the one already running in this process) and split by the same plan as for training.
     Under SPMD the model gets ``place_batch``: eval inputs split over the mesh's batch axes."""
-    from ..backend import get_backend, running, start_once
+    from ..backend import backend_for, running, start_once
     from .mesh import plan_model, resolve_mesh
     backend = running(spec.run.backend)
     if any(t.device.type != "cpu" for t in itertools.chain(model.parameters(), model.buffers())):
         if backend is not None and backend.spmd:
             model.place_batch = functools.partial(_place_batch, backend, resolve_mesh(spec.mesh, backend.device_count()))
         return model
-    backend = backend or get_backend(spec.run.backend, spec.run.compile)
+    backend = backend_for(spec.run)
     sizes = resolve_mesh(spec.mesh, backend.device_count())
     start_once(backend, sizes)  # (before .device: querying the XLA device fixes the runtime's SPMD mode)
     if backend.device.type == "cpu":  # (the torch backend on a machine without a GPU)
