@@ -29,7 +29,7 @@ class Attention(nn.Module):
         self.scale = self.head_dim ** -0.5 if scaled else 1.0
         self.q, self.k, self.v = (dense(width, width, bias) for _ in range(3))
         self.o = dense(width, width, bias)
-        self.drop = nn.Dropout(dropout)
+        self.dropout_p = dropout  # on the attention probabilities, inside SDPA
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -38,12 +38,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
-        scores = (q * self.scale) @ k.transpose(-1, -2)
-        if bias is not None:
-            scores = scores + bias
-        probs = self.drop(torch.softmax(scores, dim=-1))
-        out = (probs @ v).transpose(1, 2).flatten(2)
-        return self.o(out)
+        # softmax(q k^T * scale + bias) with dropout on the probabilities, then @ v: one SDPA call,
+        # so eager PyTorch picks its fused kernel (flash / memory-efficient on CUDA, flash on the
+        # CPU) and XLA, which has none, lowers it to the same matmul-softmax-matmul graph.
+        out = nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=self.dropout_p if self.training else 0.0, scale=self.scale)
+        return self.o(out.transpose(1, 2).flatten(2))
 
 
 class MLP(nn.Module):
