@@ -103,7 +103,8 @@ for name, extra in (("plain", ["eval.evaluators=[]"]), ("nested", [])):
     t = Trainer(spec, loader=Batches(), resume="never", progress=False)
     r = t.run()
     assert r.status == "finished", r.summary
-    out[name] = {{"losses": [l for _, l in r.losses], "eval": t.eval_results, "spmd": t.backend.spmd}}
+    out[name] = {{"losses": [l for _, l in r.losses], "eval": t.eval_results, "spmd": t.backend.spmd,
+                  "compiles": r.summary["compiles"], "eval_compiles": r.summary.get("eval_compiles", 0)}}
 out["starts"] = starts
 odd = vattfw.build("evaluator", spec.eval.evaluators[0].config.model_copy(update={{"train_batch_size": 5}}))
 try:
@@ -139,6 +140,11 @@ def test_a_finetune_evaluator_inside_an_spmd_run_reuses_its_backend(tmp_path, ev
     assert got["nested"]["spmd"] and got["starts"] == [{"data": 2, "fsdp": 1, "tensor": 1}] * 2, got  # once a run
     assert 0 <= got["nested"]["eval"]["eval/finetune_video/top1"] <= 1, got
     assert got["nested"]["losses"] == got["plain"]["losses"], got
+    # the run's compile count is its own step's, the evaluator's graphs are counted apart: the
+    # nested run's step is the plain run's program (XLA's in-process cache: no compile), so all
+    # it compiled is the evaluator's
+    counts = {n: (got[n]["compiles"], got[n]["eval_compiles"]) for n in ("plain", "nested")}
+    assert counts["plain"][0] >= 1 and counts["nested"][0] == 0 and counts["nested"][1] > 0, counts
     assert "train_batch_size 5 does not divide over the mesh's 2 batch devices" in got["odd_batch"], got
 
 

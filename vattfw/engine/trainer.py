@@ -108,6 +108,7 @@ class Trainer:
         self.params: list[torch.Tensor] = []
         self.flops_model: torch.nn.Module | None = None  # the meta copy FLOPs are counted on (first step)
         self.step = self.consumed = self.compiles_at_start = 0
+        self.eval_compiles = 0  # graphs compiled by periodic evaluation (a fine-tuning evaluator trains)
         self.loader: Any = None
         self.tracked: TrackedLoader | None = None
         self.flat_keys: set[str] = set()  # 1-D batch fields sent as [B, 1] under SPMD
@@ -491,10 +492,12 @@ class Trainer:
         self._check_health()
         start = time.perf_counter()
         rng = rng_state(self.backend)  # training draws the same masks whether it evaluated or not
+        compiled = self.backend.compile_count()
         try:
             results = run_evaluators(self.model, self.spec, self.host)
         finally:
             restore_rng(rng, self.backend)
+            self.eval_compiles += self.backend.compile_count() - compiled
         self.eval_results = {f"eval/{k}": float(v) for k, v in results.items()}
         self.eval_results["eval/seconds"] = time.perf_counter() - start
         self.trackers.hook.vattfw_eval_end(step=self.step, results=self.eval_results)
@@ -547,7 +550,9 @@ class Trainer:
         if self.meter is not None:
             summary.update(self.meter.summary())
         if self.backend is not None:
-            summary["compiles"] = self.backend.compile_count() - self.compiles_at_start
+            summary["compiles"] = self.backend.compile_count() - self.compiles_at_start - self.eval_compiles
+            if self.eval_compiles:
+                summary["eval_compiles"] = self.eval_compiles
             cache = self.backend.compile_cache_stats()
             if cache:
                 summary["compile_cache"] = (f"{cache['hits']} hits, {cache['misses']} misses, "
