@@ -188,3 +188,37 @@ def test_a_mismatch_is_one_line_from_the_cli(tmp_path, cli):
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
     assert "model.init.checkpoint" in lines[0] and "heads.classifier.fc.weight" in lines[0]
     assert "[3, 32] in the model but [4, 32]" in lines[0]
+
+
+@pytest.mark.xla
+@pytest.mark.slow
+def test_a_fine_tune_killed_after_a_checkpoint_resumes_to_the_uninterrupted_losses(tmp_path):
+    """Fine-tuning from a pretraining checkpoint, SIGKILLed in step 3 (after the step-2
+    checkpoint), resumed by the same command: steps 3-4 have the uninterrupted run's losses
+    exactly (the init is not applied again; the run's own checkpoint holds the weights)."""
+    import os
+    from fixtures.clips import write_clip_shards
+    from fixtures.processes import REPO, run_cli
+    save_run(tmp_path / "pre", PRETRAIN)
+    (tmp_path / "clips").mkdir()
+    path = finetune_spec(tmp_path, write_clip_shards(tmp_path / "clips"))
+    path.write_text(path.read_text().replace("lr: 1.0e-06", "lr: 0.05"))  # the weights move: resume must carry them
+
+    def run(name, kill=""):
+        log = tmp_path / f"{name}.steps"
+        env = {"VATTFW_STEPLOG": str(log), "VATTFW_KILL_AT": kill,
+               "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "engine"), os.environ.get("PYTHONPATH", "")])}
+        res = run_cli("-p", "steplog", "run", str(path), "--no-track", "--set", f"run.name={name}",
+                      "--set", f"model.init.checkpoint={tmp_path / 'pre'}", "--set", "train.steps=4",
+                      "--set", "checkpoint.every_steps=2", "--set", "eval.evaluators=[]", env=env, timeout=600)
+        lines = log.with_name(log.name + ".0").read_text().splitlines() if log.with_name(log.name + ".0").exists() else []
+        return res, {json.loads(ln)["step"]: json.loads(ln)["loss"] for ln in lines}
+
+    res, straight = run("straight")
+    assert res.returncode == 0 and sorted(straight) == [1, 2, 3, 4], res.stderr[-3000:]
+    res, _ = run("killed", kill="0:3")
+    assert res.returncode == -9 or res.returncode == 137, (res.returncode, res.stderr[-3000:])
+    res, resumed = run("killed")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "model.init" not in res.stderr  # resumed from its own step-2 checkpoint
+    assert {s: resumed[s] for s in (3, 4)} == {s: straight[s] for s in (3, 4)}, (resumed, straight)
