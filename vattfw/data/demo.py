@@ -205,13 +205,20 @@ def make_instruments(media: Path) -> None:
                 (folder / f"{name}_n{pitch}_v{velocity}.json").write_text(
                     json.dumps({"pitch": pitch, "velocity": velocity, "program": program}, sort_keys=True))
                 mids.append(mid)
+    for wav in _render(mids):
+        _peak_normalize(wav, NOTE_PEAK)
+
+
+def _render(mids: list[Path]) -> list[Path]:
+    """The MIDI files rendered by timidity with the freepats bank, each to a mono .wav beside it
+    (the .mid removed); returns the .wav paths."""
     cfg = "/etc/timidity/freepats.cfg"
     if not Path(cfg).is_file():
         raise UserError(Problem(f"{cfg} not found: apt-get install timidity freepats"))
     _run(["timidity", "-c", cfg, "-Ow", "-s", str(SR), "--output-mono", *map(str, mids)])
     for mid in mids:
         mid.unlink()
-        _peak_normalize(mid.with_suffix(".wav"), NOTE_PEAK)
+    return [mid.with_suffix(".wav") for mid in mids]
 
 
 PITCHES = (57, 59, 61, 63, 65, 67)  # A3 + whole tones = the synthetic clips' colour pitches, 220 * 2 ** (c / 6) Hz
@@ -231,13 +238,7 @@ def make_pitches(media: Path) -> None:
                 mid = folder / f"{name}_v{velocity}.mid"
                 _note_midi(mid, program, pitch, velocity)
                 mids.append(mid)
-    cfg = "/etc/timidity/freepats.cfg"
-    if not Path(cfg).is_file():
-        raise UserError(Problem(f"{cfg} not found: apt-get install timidity freepats"))
-    _run(["timidity", "-c", cfg, "-Ow", "-s", str(SR), "--output-mono", *map(str, mids)])
-    for mid in mids:
-        mid.unlink()
-        wav = mid.with_suffix(".wav")
+    for wav in _render(mids):
         for level, peak in enumerate(PITCH_PEAKS):
             out = wav.with_name(f"{wav.stem}_l{level}.wav")
             shutil.copyfile(wav, out)
