@@ -105,10 +105,16 @@ def test_crop_draws_respect_area_and_aspect():
             assert 0.07 <= area <= 1.01 and 0.45 <= c.width / c.height <= 2.2
 
 
-def test_colour_jitter_matches_a_plain_per_pixel_formula():
+@pytest.mark.parametrize("p", [tf.ColourParams(True, 0.1, 1.3, 0.7, 0.15),
+                               tf.ColourParams(True, -0.05, 0.8, 1.2, -0.4)])
+def test_colour_jitter_matches_a_plain_per_pixel_formula(p):
     rng = np.random.default_rng(1)
-    x = torch.from_numpy(rng.uniform(0, 1, (2, 3, 4, 5)).astype(np.float32))
-    p = tf.ColourParams(True, 0.1, 1.3, 0.7, 0.15)
+    x = rng.uniform(0, 1, (2, 3, 4, 5)).astype(np.float32)
+    x[0, :, 0, 0] = 0.5                   # grey: no hue
+    x[0, :, 0, 1] = (0.7, 0.7, 0.2)       # ties for the max (red wins, as in colorsys)
+    x[1, :, 1, 1] = (0.3, 0.9, 0.9)
+    x[1, :, 2, 2] = 0.0                   # black
+    x = torch.from_numpy(x)
     got = tf.colour_jitter(x, p).numpy()
 
     def clip(v):
