@@ -133,7 +133,10 @@ def _samples(frame) -> np.ndarray:
     if dtype is None:
         return frame.to_ndarray()
     n = frame.samples * (1 if fmt.is_planar else len(frame.layout.channels))
-    return np.stack([np.frombuffer(p, dtype, count=n) for p in frame.planes])
+    planes = frame.planes
+    if len(planes) == 1:  # mono or packed: a view; the clip's concatenate copies once
+        return np.frombuffer(planes[0], dtype, count=n)[None]
+    return np.stack([np.frombuffer(p, dtype, count=n) for p in planes])
 
 
 def _mono(x: np.ndarray, frame) -> np.ndarray:
