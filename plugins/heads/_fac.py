@@ -12,7 +12,8 @@ from vattfw_plugins.backbones._encoder import dense
 
 
 class FACHead(nn.Module):
-    def __init__(self, dims: dict[str, int], d_va: int, d_vt: int, bn_eps: float, bn_momentum: float):
+    def __init__(self, dims: dict[str, int], d_va: int, d_vt: int, bn_eps: float, bn_momentum: float,
+                 audio_proj: str = "linear"):
         super().__init__()
         missing = [m for m in ("video",) if m not in dims]
         if missing:
@@ -22,7 +23,10 @@ class FACHead(nn.Module):
         self.video_va = nn.Sequential(dense(dims["video"], d_va, False), bn(d_va), nn.ReLU(),
                                       dense(d_va, d_va, False), bn(d_va))
         self.video_vt = nn.Sequential(nn.ReLU(), dense(d_va, d_vt, False), bn(d_vt))
-        if "audio" in dims:
+        if "audio" in dims and audio_proj == "mlp":
+            self.audio_va = nn.Sequential(dense(dims["audio"], d_va, False), bn(d_va), nn.ReLU(),
+                                          dense(d_va, d_va, False), bn(d_va))
+        elif "audio" in dims:  # the paper's single linear map (parameter names unchanged for old checkpoints)
             self.audio_va = dense(dims["audio"], d_va)
         if "text" in dims:
             self.text_vt = dense(dims["text"], d_vt)

@@ -115,3 +115,20 @@ def test_fac_batchnorm_uses_statistics_of_the_whole_batch_tensor():
     torch.testing.assert_close(head.video_va[1](h), want, atol=1e-5, rtol=1e-5)
     out = head({"video_pooled": x})
     assert out["video_va"].shape == (6, 512) and out["video_vt"].shape == (6, 256)
+
+
+def test_fac_audio_proj_mlp_is_the_video_sides_shape_and_linear_stays_the_default():
+    """audio_proj: linear (default) keeps the paper's single Linear (and its checkpoint names);
+    mlp gives audio the video side's Linear -> BN -> ReLU -> Linear -> BN."""
+    dims = {"video": 16, "audio": 12}
+    linear = vattfw.build("head", {"name": "fac", "d_va": 8, "d_vt": 4}, dims=dims)
+    assert isinstance(linear.audio_va, torch.nn.Linear) and linear.audio_va.weight.shape == (8, 12)
+    mlp = vattfw.build("head", {"name": "fac", "d_va": 8, "d_vt": 4, "audio_proj": "mlp"}, dims=dims).train()
+    names = {k for k in mlp.state_dict() if k.startswith("audio_va.")}
+    assert {"audio_va.0.weight", "audio_va.1.running_mean", "audio_va.3.weight", "audio_va.4.weight"} <= names
+    out = mlp({"video_pooled": torch.randn(6, 16), "audio_pooled": torch.randn(6, 12)})
+    assert out["audio_va"].shape == (6, 8)
+    # the last BN standardises each S_va dimension over the batch, as on the video side
+    torch.testing.assert_close(out["audio_va"].mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+    with pytest.raises(Exception, match="audio_proj"):
+        vattfw.build("head", {"name": "fac", "audio_proj": "deep"}, dims=dims)
