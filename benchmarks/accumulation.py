@@ -70,7 +70,7 @@ def _arm(name: str, size: str):
                       evaluate=False)
     trainer.setup()
     be = trainer.backend
-    batches = [{key: be.to_device(v) for key, v in trainer.tracked._lifted(b).items()} for b in micro]
+    batches = [{key: be.to_device(v) for key, v in trainer.tracked.lifted(b).items()} for b in micro]
     step = be.compile(trainer._train_step)
     for g in trainer.optimizer.param_groups:
         g["lr"] = 1e-4

@@ -205,7 +205,7 @@ def trainer_arm(spec):
     trainer.setup()
     be = trainer.backend
     dev_batch = {k: be.to_device(v, trainer.specs[k] if be.spmd else None)
-                 for k, v in trainer.tracked._lifted(inputs).items()}
+                 for k, v in trainer.tracked.lifted(inputs).items()}
     compiled = be.compile(trainer._train_step)
     for g in trainer.optimizer.param_groups:
         g["lr"] = 1e-4  # a fixed rate, as the eager arms' (the schedule is not what is measured)

@@ -133,7 +133,7 @@ def train(ft, batches, spec, cfg, steps: int, batch: int, loss: dict, label: str
             raise UserError(Problem(f"{where}: fine-tuning stopped: {result.summary.get('error', 'see above')}; "
                                     f"lower the learning rate"))
         if trainer.stop_signal:  # the Trainer caught it: hand it on to the run this evaluation is part of
-            trainer._warn(f"{where}: fine-tuning stopped by {signal.Signals(trainer.stop_signal).name} after step "
+            trainer.warn(f"{where}: fine-tuning stopped by {signal.Signals(trainer.stop_signal).name} after step "
                           f"{result.step} of {steps}; its results are those of the shorter fine-tuning")
             signal.raise_signal(trainer.stop_signal)
     trained = device_model(trainer.model, inner)  # tested where it trained (test rows split over the mesh)

@@ -34,7 +34,7 @@ class TrackedLoader:
     def __iter__(self):
         self.peek()
         first, self._first = self._first, {}
-        yield self._lifted(first)
+        yield self.lifted(first)
         while True:
             try:
                 try:
@@ -47,9 +47,10 @@ class TrackedLoader:
                 return
             self.produced += 1
             self.states.append((self.produced, self._state()))
-            yield self._lifted(batch)
+            yield self.lifted(batch)
 
-    def _lifted(self, batch: dict) -> dict:
+    def lifted(self, batch: dict) -> dict:
+        """``batch`` as the step gets it: the ``lift`` fields given their candidate axis."""
         return {k: v[:, None] if k in self.lift else v for k, v in batch.items()} if self.lift else batch
 
     def state_after(self, consumed: int) -> Any:

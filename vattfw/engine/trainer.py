@@ -145,7 +145,7 @@ class Trainer:
         # moved, distributed, optimised and checkpointed with the model.
         objective = attach_losses(model, build_objective(spec.losses, self.host))
         self.plan = plan_model(model, self.sizes, spec.mesh.column_parallel, spec.mesh.row_parallel)
-        self.checkpoints = Checkpointer(spec, self.backend, self.ckpt_root, self._warn)
+        self.checkpoints = Checkpointer(spec, self.backend, self.ckpt_root, self.warn)
         self.checkpoints.prepare()  # a read-only or uncreatable folder: one line, before anything is built
         self.resume_from, restored = self.checkpoints.open(self.resume_arg)
         self.meta = restored.meta if restored else {}
@@ -398,7 +398,7 @@ class Trainer:
                         f"checkpoint {self.last_checkpoint}; resume with the same command")
         cache = self.backend.compile_cache_stats() if self.backend is not None else {}
         if cache.get("unreadable"):
-            self._warn(f"the compile cache in {cache['dir']} gave {cache['unreadable']} entries this runtime "
+            self.warn(f"the compile cache in {cache['dir']} gave {cache['unreadable']} entries this runtime "
                        f"could not reload (compiled again); run.compile_cache: auto keeps it off where that happens")
         return Result(status, self.step, code, summary, self.losses, self.backend.is_main_process)
 
@@ -420,7 +420,7 @@ class Trainer:
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
                 if self.meter.flops_per_step is None:
-                    out = self.meter.first_step(compiled, batches, self._flops_probe, self._warn)
+                    out = self.meter.first_step(compiled, batches, self._flops_probe, self.warn)
                 else:
                     out = compiled(batches)
                 self.step += 1
@@ -566,7 +566,9 @@ class Trainer:
         summary["run_dir"] = str(self.run_dir)
         return summary
 
-    def _warn(self, line: str) -> None:
+    def warn(self, line: str) -> None:
+        """One warning line on stderr, from process 0 only (evaluators training on this trainer
+        report through it too)."""
         from rich.markup import escape
         self._print(f"[yellow]warning:[/yellow] {escape(line)}")
 
@@ -588,7 +590,7 @@ class Trainer:
         first = self.tracked.peek()
         cpu_batches = [first] * acc
         batches = [{k: self.backend.to_device(v, self.specs[k] if self.backend.spmd else None)
-                    for k, v in self.tracked._lifted(b).items()} for b in cpu_batches]
+                    for k, v in self.tracked.lifted(b).items()} for b in cpu_batches]
         from torch.utils.flop_counter import FlopCounterMode
         t0 = time.perf_counter()
         with FlopCounterMode(display=False) as counter:
