@@ -12,12 +12,19 @@ class WaveformTokenizer(nn.Module):
     provides_agg = False
 
     def __init__(self, dim: int, patch: int, samples: int, buckets: int, position: PositionConfig,
-                 drop_token: DropTokenConfig, normalize: str = "none"):
+                 drop_token: DropTokenConfig, normalize: str = "none", proj_init: str = "xavier",
+                 proj_gain: float = 1.0):
         super().__init__()
         self.dim, self.patch, self.samples, self.buckets = dim, patch, samples, buckets
         self.normalize = normalize
         self.proj = nn.Conv1d(1, dim, kernel_size=patch, stride=patch)
-        nn.init.xavier_uniform_(self.proj.weight)
+        if proj_init == "fan_in":
+            bound = (3 / patch) ** 0.5
+            nn.init.uniform_(self.proj.weight, -bound, bound)
+        else:
+            nn.init.xavier_uniform_(self.proj.weight)
+        with torch.no_grad():
+            self.proj.weight.mul_(proj_gain)
         nn.init.zeros_(self.proj.bias)
         self.pos = GridPositions((buckets,), dim, position)
         self.drop_token = DropToken(drop_token, buckets, "waveform")

@@ -26,6 +26,12 @@ class Config(vattfw.PluginConfig):
         "released code); peak = divided by its max |x| (the paper's 'normalized to [-1, 1]' read per clip); rms = "
         "divided by its root mean square (unit power: loudness-invariant, and the tokens' content part is ~0.18 of "
         "the LayerNormed positions at init instead of ~0.01 for a -25 dBFS clip).")
+    proj_init: Literal["xavier", "fan_in"] = Field(
+        "xavier", description="Patch projection init: xavier = Glorot uniform over fan_in = patch and fan_out = "
+        "patch x dim (the released Conv1D; weight std 0.0155 at patch 128, d 64); fan_in = uniform with variance "
+        "1 / patch, so a unit-RMS patch gives unit-variance tokens, level with the LayerNormed positions.")
+    proj_gain: float = Field(1.0, gt=0, description="Factor on the initial projection weights (after proj_init): "
+                             "the content part of each token against the unit-std positions.")
 
     def n_buckets(self) -> object:
         return self.buckets or self.samples // self.patch
@@ -34,4 +40,4 @@ class Config(vattfw.PluginConfig):
 def build(config: Config, dim: int, **_) -> object:
     from ._waveform import WaveformTokenizer
     return WaveformTokenizer(dim, config.patch, config.samples, config.n_buckets(), config.position, config.drop_token,
-                             config.normalize)
+                             config.normalize, config.proj_init, config.proj_gain)

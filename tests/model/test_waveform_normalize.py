@@ -29,3 +29,23 @@ def test_none_is_the_released_code_and_default():
     torch.manual_seed(0)
     default = vattfw.build("tokenizer", {"name": "waveform", "patch": 32, "samples": 256}, dim=16).eval()
     torch.testing.assert_close(default(x)[0], tokenizer("none")(x)[0])
+
+
+def projection(**fields) -> torch.Tensor:
+    torch.manual_seed(0)
+    config = {"name": "waveform", "patch": 128, "samples": 8192, **fields}
+    return vattfw.build("tokenizer", config, dim=64).proj.weight.detach()
+
+
+def test_projection_init_xavier_default_fan_in_and_gain():
+    xavier, fan_in = projection(), projection(proj_init="fan_in")
+    # Glorot over fan_in = patch, fan_out = patch x dim (the released Conv1D): std sqrt(2 / (128 + 8192))
+    assert abs(xavier.std().item() - (2 / (128 + 128 * 64)) ** 0.5) < 0.03 * 0.0155
+    assert abs(fan_in.std().item() - (1 / 128) ** 0.5) < 0.03 * 0.0884
+    bound = (3 / 128) ** 0.5
+    assert fan_in.abs().max() <= bound and fan_in.abs().max() > 0.99 * bound
+    # fan_in: a unit-RMS patch gives tokens of unit variance (before the positions are added)
+    x = torch.randn(4096, 128)
+    assert abs((x @ fan_in[:, 0].T).var().item() - 1.0) < 0.05
+    torch.testing.assert_close(projection(proj_init="fan_in", proj_gain=2.5), 2.5 * fan_in)
+    torch.testing.assert_close(projection(proj_gain=1.0), xavier, rtol=0, atol=0)
