@@ -19,8 +19,7 @@ class WaveformTokenizer(nn.Module):
         self.normalize = normalize
         self.proj = nn.Conv1d(1, dim, kernel_size=patch, stride=patch)
         if proj_init == "fan_in":
-            bound = (3 / patch) ** 0.5
-            nn.init.uniform_(self.proj.weight, -bound, bound)
+            nn.init.kaiming_uniform_(self.proj.weight, nonlinearity="linear")  # variance 1 / patch
         else:
             nn.init.xavier_uniform_(self.proj.weight)
         with torch.no_grad():
