@@ -144,3 +144,47 @@ def test_flip_and_output_range():
                                atol=1e-6)
     out = tf.to_model(x)
     assert out.shape == (3, 16, 16, 3) and out.min() >= -1 and out.max() <= 1
+
+
+@pytest.mark.parametrize("centre,gain,q", [(440.0, 9.0, 0.7), (1500.0, -12.0, 2.0)])
+def test_equaliser_matches_torchaudio_and_the_cookbook_gain(centre, gain, q):
+    import torchaudio.functional as AF
+    t = torch.arange(SR * 2, dtype=torch.float64) / SR
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal(t.numel())) * 0.05
+    got = tf.equalize(noise, SR, tf.EqParams(((centre, gain),), q))
+    # torchaudio's own peaking biquad (clamped; the signal stays far inside [-1, 1]).
+    torch.testing.assert_close(got, AF.equalizer_biquad(noise, SR, centre, gain, q), atol=1e-9, rtol=1e-6)
+    sine = 0.1 * torch.sin(2 * torch.pi * centre * t)
+    out = tf.equalize(sine, SR, tf.EqParams(((centre, gain),), q))[SR:]  # past the transient
+    assert float(out.pow(2).mean().sqrt() / sine[SR:].pow(2).mean().sqrt()) == pytest.approx(10 ** (gain / 20), rel=1e-3)
+
+
+def test_equaliser_keeps_the_pitch_and_draws_inside_the_band():
+    rng = np.random.default_rng(1)
+    assert tf.draw_eq(rng, 0.0, 3, 12.0, 0.7, SR) is None
+    state = rng.bit_generator.state
+    tf.draw_eq(rng, 0.0, 3, 12.0, 0.7, SR)
+    assert rng.bit_generator.state == state  # prob 0 draws nothing: the paper's RNG stream
+    t = torch.arange(SR, dtype=torch.float64) / SR
+    tone = sum(torch.sin(2 * torch.pi * 220 * k * t) / k for k in range(1, 6))
+    for _ in range(20):
+        p = tf.draw_eq(rng, 1.0, 3, 12.0, 0.7, SR)
+        assert len(p.bands) == 3 and all(50 <= f <= 0.45 * SR and abs(g) <= 12 for f, g in p.bands)
+        spectrum = torch.fft.rfft(tf.equalize(tone, SR, p)[SR // 4:]).abs()
+        peaks = set((torch.topk(spectrum, 5).indices.double() * SR / (SR * 3 // 4)).round().tolist())
+        assert peaks <= {220.0 * k for k in range(1, 6)}  # harmonics move in level, never in frequency
+
+
+def test_audio_equaliser_touches_training_audio_only(ramp_shards):
+    def batch(split, prob):
+        aug = {"enabled": True, "audio_eq_prob": prob}
+        loader = make_loader([Source((str(ramp_shards),))], _settings(augment=aug), batch_size=2, seed=5,
+                             split=split)
+        return next(iter(loader))
+    plain, eq = batch("train", 0.0), batch("train", 1.0)
+    torch.testing.assert_close(plain["video"], eq["video"])  # same crops and colours: drawn before the filter
+    t0 = plain["audio"][:, :1] * DUR / 0.9
+    ramp = 0.9 * (t0 + torch.arange(plain["audio"].shape[1]) / SR) / DUR
+    torch.testing.assert_close(plain["audio"], ramp.float(), atol=2e-3, rtol=0)  # prob 0: the raw window
+    assert (eq["audio"] - plain["audio"]).abs().max() > 0.01
+    torch.testing.assert_close(batch("eval", 1.0)["audio"], batch("eval", 0.0)["audio"])

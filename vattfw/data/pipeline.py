@@ -103,7 +103,7 @@ class Sampler:
             if frames is not None and frames.size == 0:
                 raise Skip("empty", "no frames")
             for video, vmask in self._pixels(frames, rng):
-                out.append(self._pack(video, vmask, audio, amask, text, text_mask, meta))
+                out.append(self._pack(video, vmask, self._equalize(audio, rng), amask, text, text_mask, meta))
         self._count(short, has_video, audio_src is not None)
         return out
 
@@ -169,6 +169,14 @@ class Sampler:
         colour = tf.draw_colour(rng, a.color_prob, a.brightness, a.saturation, a.contrast, a.hue)
         x = tf.colour_jitter(tf.crop_resize(frames, crop, s.size), colour)
         return [(tf.to_model(x), 1.0)]
+
+    def _equalize(self, audio: torch.Tensor, rng) -> torch.Tensor:
+        a = self.data.augment
+        if not (self.train and a.enabled and rng is not None):
+            return audio
+        rate = self.data.audio.sample_rate
+        return tf.equalize(audio, rate, tf.draw_eq(rng, a.audio_eq_prob, a.audio_eq_bands, a.audio_eq_db,
+                                                   a.audio_eq_q, rate))
 
     def _text(self, meta: dict, require) -> tuple[torch.Tensor, float]:
         captions = meta.get("captions") or []

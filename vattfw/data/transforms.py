@@ -1,4 +1,5 @@
-"""Spatial and colour transforms of a whole clip (the same parameters on every frame).
+"""Spatial and colour transforms of a whole clip (the same parameters on every frame), and the
+audio equaliser.
 
 Random parameters are drawn from a numpy Generator by the caller's ``draw_*`` call and
 applied by plain torch ops, so a sample's output is a function of its RNG seed only.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchaudio.functional as AF
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class ColourParams:
     saturation: float
     contrast: float
     hue: float
+
+
+@dataclass(frozen=True)
+class EqParams:
+    bands: tuple[tuple[float, float], ...]  # (centre Hz, gain dB) per peaking filter
+    q: float
 
 
 def draw_crop(rng: np.random.Generator, height: int, width: int, area: tuple[float, float],
@@ -58,6 +66,31 @@ def draw_colour(rng: np.random.Generator, prob: float, brightness: float, satura
     return ColourParams(apply, float(rng.uniform(-brightness, brightness)),
                         float(rng.uniform(1 - saturation, 1 + saturation)),
                         float(rng.uniform(1 - contrast, 1 + contrast)), float(rng.uniform(-hue, hue)))
+
+
+def draw_eq(rng: np.random.Generator, prob: float, bands: int, max_db: float, q: float,
+            rate: int) -> EqParams | None:
+    """None when the clip is left alone; prob 0 draws nothing (the paper's RNG stream)."""
+    if prob <= 0 or rng.random() >= prob:
+        return None
+    lo, hi = math.log(50.0), math.log(0.45 * rate)
+    return EqParams(tuple((float(math.exp(rng.uniform(lo, hi))), float(rng.uniform(-max_db, max_db)))
+                          for _ in range(bands)), q)
+
+
+def equalize(wave: torch.Tensor, rate: int, p: EqParams | None) -> torch.Tensor:
+    """Peaking filters in series (the Audio EQ Cookbook's biquad: gain ``g`` dB at the centre, 0 dB
+    far from it).  Unclamped: loudness is the tokenizer's business, not this filter's."""
+    if p is None:
+        return wave
+    x = wave.double()
+    for centre, gain in p.bands:
+        amp, w0 = 10 ** (gain / 40), 2 * math.pi * centre / rate
+        alpha = math.sin(w0) / (2 * p.q)
+        b = [1 + alpha * amp, -2 * math.cos(w0), 1 - alpha * amp]
+        a = [1 + alpha / amp, -2 * math.cos(w0), 1 - alpha / amp]
+        x = AF.lfilter(x, torch.tensor(a, dtype=x.dtype), torch.tensor(b, dtype=x.dtype), clamp=False)
+    return x.to(wave.dtype)
 
 
 def to_float(frames: np.ndarray) -> torch.Tensor:

@@ -43,6 +43,16 @@ class AugmentSettings(Section):
     saturation: float = Field(0.4, ge=0, le=1, description="Max saturation delta: factor in [1-d, 1+d].")
     contrast: float = Field(0.4, ge=0, le=1, description="Max contrast delta: factor in [1-d, 1+d].")
     hue: float = Field(0.2, ge=0, le=0.5, description="Max hue delta as a fraction of the colour circle.")
+    audio_eq_prob: float = Field(
+        0.0, ge=0, le=1, description="Probability of a random equaliser on a training clip's audio (not in the "
+                                     "paper, which augments video only): it changes the spectral envelope "
+                                     "(timbre) and keeps the pitch. 0 draws nothing, so the RNG stream and every "
+                                     "sample stay the paper pipeline's.")
+    audio_eq_bands: int = Field(3, ge=1, le=16, description="Peaking filters per equalised clip, each at a centre "
+                                                             "frequency log-uniform in [50 Hz, 0.45 x sample rate].")
+    audio_eq_db: float = Field(12.0, ge=0, le=40, description="Max gain of one filter in dB: uniform in +-this.")
+    audio_eq_q: float = Field(0.7, gt=0, le=20, description="Quality factor of each filter (0.7: about two octaves "
+                                                             "wide).")
 
     @model_validator(mode="after")
     def _ranges(self) -> "AugmentSettings":
