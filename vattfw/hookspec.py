@@ -133,8 +133,9 @@ class Optimizer(Protocol):
     """``build(config, params, **deps) -> torch.optim.Optimizer``.  ``params`` is a list of
     ``(name, Parameter)`` pairs, or of param groups (dicts whose ``params`` hold such pairs, e.g.
     the loss parameters' group with ``weight_decay: 0``); names let a config select parameters by
-    pattern.  The engine sets every group's ``lr`` from the schedule before each step, as a device
-    tensor, so the optimizer's ``step()`` must read ``group["lr"]`` there (torch's own do)."""
+    pattern.  The engine sets every group's ``lr`` before each step to the schedule's rate times the
+    group's ``lr_scale`` (``train.lr_scale``; absent = 1), so the optimizer's ``step()`` must read
+    ``group["lr"]`` there (torch's own do) and keep unknown group keys (torch's do)."""
 
     param_groups: list[dict]
 

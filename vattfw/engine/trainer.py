@@ -24,13 +24,13 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..data.tracked import TrackedLoader
-from ..errors import DataError
-from ..model import LOSSES_PREFIX
+from ..errors import DataError, Problem, UserError
 from . import signals
 from .checkpointer import Checkpointer, restore_rng, rng_state, seed_host
 from .mesh import batch_specs, check_batch, per_device_bytes, plan_model, resolve_mesh
 from .meter import Meter, meta_copy
 from .optstate import create_state
+from .param_groups import param_groups
 from .paths import run_dir_of
 
 # torch_xla bakes the Python scalars 0 and 1 into the graph as constants, so an exact lr of 0
@@ -167,7 +167,7 @@ class Trainer:
         base_lr = getattr(spec.optimizer.config, "lr", None) or self.optimizer.param_groups[0]["lr"]
         self.schedule = build("schedule", spec.schedule, self.host, base_lr=base_lr, total_steps=spec.train.steps)
         if restored:
-            restored.load_optimizer(self.model, self.optimizer)
+            self._load_optimizer(restored)
         elif create_state(self.optimizer):  # before the first trace, so the step compiles once
             self._shard_new_state()
         self.step = int(self.meta.get("step", 0))
@@ -194,6 +194,15 @@ class Trainer:
         if self.meta:
             restore_rng(self.meta["rng"], self.backend)
 
+    def _load_optimizer(self, restored) -> None:
+        try:
+            restored.load_optimizer(self.model, self.optimizer)
+        except ValueError as exc:  # torch: the saved groups do not fit this run's
+            raise UserError(Problem(f"checkpoint {self.resume_from}: its optimiser state does not fit this run's "
+                                    f"parameter groups ({exc}); resume with the train.lr_scale of the run that "
+                                    f"wrote it, or start afresh with checkpoint.resume: never",
+                                    "train.lr_scale")) from None
+
     def _shard_new_state(self) -> None:
         """Moments split like their parameters: the state the step returns is then sharded as the
         state it was given, and the next step reuses the graph."""
@@ -210,15 +219,9 @@ class Trainer:
         return build_loader(self.spec, self.host, process_index=index, process_count=count, split="train")
 
     def _param_groups(self) -> list:
-        """(name, parameter) pairs for the optimiser.  Loss parameters (``losses.*``, e.g. a
-        learnable temperature) form a second group without weight decay, as CLIP's logit scale;
-        without any, the one list of earlier versions (so older optimiser states load)."""
+        """(name, parameter) pairs, grouped by ``train.lr_scale`` and loss parameters (param_groups)."""
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        losses = [(n, p) for n, p in named if n.startswith(LOSSES_PREFIX)]
-        if not losses:
-            return named
-        return [{"params": [(n, p) for n, p in named if not n.startswith(LOSSES_PREFIX)]},
-                {"params": losses, "weight_decay": 0.0}]
+        return param_groups(named, self.spec.train.lr_scale)
 
     def _init_health(self) -> None:
         n_terms = len(self.spec.losses.terms)
@@ -418,7 +421,7 @@ class Trainer:
                     raise self._data_failed() from None
                 lr = max(self.schedule(self.step), LR_FLOOR)
                 for g in self.optimizer.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_scale", 1.0)
                 if self.meter.flops_per_step is None:
                     out = self.meter.first_step(compiled, batches, self._flops_probe, self.warn)
                 else:

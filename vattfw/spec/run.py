@@ -1,6 +1,7 @@
 """Run-level sections: run, mesh, train, checkpoint, tracking, eval."""
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -98,6 +99,26 @@ class TrainSection(Section):
     peak_tflops_per_device: float | None = Field(
         None, gt=0, description="Peak TFLOP/s of one device for MFU; none = measured (CPU matmul) or MFU not logged.")
     max_skipped_steps: int = Field(100, ge=0, description="With nan_policy skip: stop once this many steps were skipped.")
+    lr_scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-parameter learning-rate multipliers: {regex: factor}, each regex re.match-ed against the "
+                    "parameter names (tokenizers.audio.proj.weight, backbones.audio.*, heads.fac.*, losses.*; "
+                    "`vattfw summary` lists the components); the first match wins, others train at 1x. The "
+                    "schedule's rate times the factor, every step. Not in the paper (one rate); e.g. "
+                    "{'tokenizers.audio|backbones.audio': 3.0}. Resume with the same mapping.")
+
+    @field_validator("lr_scale")
+    @classmethod
+    def _scales(cls, value: dict[str, float]) -> dict[str, float]:
+        for pattern, scale in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression ({exc})") from None
+            if not scale > 0:
+                raise ValueError(f"{pattern!r}: the factor must be > 0, got {scale} (freeze a part with a "
+                                 f"tiny factor, or leave it out for 1x)")
+        return value
 
 
 class CheckpointSection(Section):
