@@ -13,7 +13,7 @@ class WaveformTokenizer(nn.Module):
 
     def __init__(self, dim: int, patch: int, samples: int, buckets: int, position: PositionConfig,
                  drop_token: DropTokenConfig, normalize: str = "none", proj_init: str = "xavier",
-                 proj_gain: float = 1.0):
+                 proj_gain: float = 1.0, token_norm: bool = False):
         super().__init__()
         self.dim, self.patch, self.samples, self.buckets = dim, patch, samples, buckets
         self.normalize = normalize
@@ -25,6 +25,7 @@ class WaveformTokenizer(nn.Module):
         with torch.no_grad():
             self.proj.weight.mul_(proj_gain)
         nn.init.zeros_(self.proj.bias)
+        self.token_norm = nn.LayerNorm(dim) if token_norm else nn.Identity()  # (Identity: no state when off)
         self.pos = GridPositions((buckets,), dim, position)
         self.drop_token = DropToken(drop_token, buckets, "waveform")
 
@@ -42,7 +43,7 @@ class WaveformTokenizer(nn.Module):
         warn_length_once("waveform", audio.shape[1], audio.shape[1] // p, self.samples, self.buckets,
                          "The input length is data.audio.sample_rate x the clip window (video frames x stride / "
                          "fps); set the tokenizer's samples to it, or the data to the model's rate and length.")
-        x = self.proj(self.scale(audio).unsqueeze(1)).transpose(1, 2)   # [B, S/p, d]
+        x = self.token_norm(self.proj(self.scale(audio).unsqueeze(1)).transpose(1, 2))   # [B, S/p, d]
         return self.drop_token(self.pos(x, (x.shape[1],))), None
 
     def scale(self, audio: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Input ``[B, S]`` -> ``[B, S/patch, d]`` with one learned table of ``buckets`` positions (1200 for
 3.2 s at 48 kHz and patch 128), LayerNorm on the positions, dropout, DropToken.  Parameters:
-``proj``, ``pos.axis0``, ``pos.norm``.
+``proj``, ``pos.axis0``, ``pos.norm`` (and ``token_norm`` when on).
 """
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ class Config(vattfw.PluginConfig):
     proj_gain: float = Field(1.0, gt=0, description="Factor on the initial projection weights (after proj_init): "
                              "the content part of each token against the unit-std positions.")
 
+    token_norm: bool = Field(False, description="LayerNorm on each projected patch before the positions are added "
+                             "(not in the paper or the code): every token's content at unit scale whatever its "
+                             "loudness within the clip (a decaying note's tail counts as much as its onset).")
+
     def n_buckets(self) -> object:
         return self.buckets or self.samples // self.patch
 
@@ -40,4 +44,4 @@ class Config(vattfw.PluginConfig):
 def build(config: Config, dim: int, **_) -> object:
     from ._waveform import WaveformTokenizer
     return WaveformTokenizer(dim, config.patch, config.samples, config.n_buckets(), config.position, config.drop_token,
-                             config.normalize, config.proj_init, config.proj_gain)
+                             config.normalize, config.proj_init, config.proj_gain, config.token_norm)

@@ -49,3 +49,21 @@ def test_projection_init_xavier_default_fan_in_and_gain():
     assert abs((x @ fan_in[:, 0].T).var().item() - 1.0) < 0.05
     torch.testing.assert_close(projection(proj_init="fan_in", proj_gain=2.5), 2.5 * fan_in)
     torch.testing.assert_close(projection(proj_gain=1.0), xavier, rtol=0, atol=0)
+
+
+def test_token_norm_makes_each_patch_gain_invariant_and_is_off_by_default():
+    def build(**fields):
+        torch.manual_seed(0)
+        config = {"name": "waveform", "patch": 32, "samples": 256, "drop_token": {"enabled": False}, **fields}
+        return vattfw.build("tokenizer", config, dim=16).eval()
+    x = torch.randn(2, 256)
+    louder = x.clone()
+    louder[:, 64:96] *= 5.0  # the third patch 14 dB up
+    normed, plain = build(token_norm=True), build()
+    torch.testing.assert_close(normed(louder)[0], normed(x)[0], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(plain(louder)[0][:, 2], plain(x)[0][:, 2], atol=1e-2)
+    # before the positions: zero mean, unit variance over the width, per token
+    tokens = normed.token_norm(normed.proj(x.unsqueeze(1)).transpose(1, 2))
+    torch.testing.assert_close(tokens.mean(-1), torch.zeros(2, 8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(tokens.var(-1, unbiased=False), torch.ones(2, 8), atol=1e-3, rtol=0)
+    assert "token_norm.weight" in normed.state_dict() and not any("token_norm" in k for k in plain.state_dict())
