@@ -6,9 +6,10 @@ the model before and after with the evaluator plugins:
   (shape, colour, motion) combinations never occur in pretraining (chance R@K = K / pool);
 * audio linear probe accuracy on ``instruments`` (real freepats recordings, 18 classes, every other
   pitch held out) with ``lrc`` and ``svm``;
-* audio linear probe accuracy on ``pitches`` (the same freepats notes: 6 pitch classes, the pitches
-  the pretraining clips tie to colour, at 3 loudness levels; every third instrument held out): what
-  the synthetic pretraining can teach, where ``instruments`` (timbre) asks for what it cannot;
+* audio linear probe accuracy on ``pitches`` (freepats notes of 60 instruments, the 18 above and 42
+  more: 6 pitch classes, the pitches the pretraining clips tie to colour, at 3 loudness levels; 20
+  instruments held out): what the synthetic pretraining can teach, where ``instruments`` (timbre)
+  asks for what it cannot.  A demo folder with the earlier 18-instrument probe gets the new one;
 * video linear probe accuracy on the 8 motion classes (``synth/train`` -> ``synth/eval``) with ``lrc``;
 * a log-mel + linear baseline on the same audio probe: the feature is the clip's mean 64-band log-mel
   spectrum (42 ms windows, 21 ms hop) of exactly the waveform the model gets (the loader's rate and
@@ -41,11 +42,11 @@ NO_EVAL = ["--set", "eval.evaluators=[]"]
 
 def demo_data(root: Path) -> tuple[Path, dict]:
     """The demo data set's folder and its summary (demo.json), built when missing."""
-    from vattfw.data.demo import add_pitches, build_demo
+    from vattfw.data.demo import add_pitches, build_demo, pitches_current
     for folder in (Path(os.environ.get("VATTFW_DEMO_DATA", root / "demo-data")), Path("runs/demo-data")):
         if (folder / "demo.json").is_file():
             summary = json.loads((folder / "demo.json").read_text())
-            if "pitches/train" not in summary["subsets"]:  # built before the pitch probe existed
+            if not pitches_current(summary):  # built before this pitch probe (or any) existed
                 summary = add_pitches(folder)
             return folder.resolve(), summary
     folder = root / "demo-data"

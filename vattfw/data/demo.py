@@ -7,8 +7,8 @@ bbb           Big Buck Bunny (CC-BY 3.0) cut in 4 s clips  AudioSet (no text)   
 synth/train   shape x colour x motion clips, narrated      HowTo100M                video, audio, text
 synth/eval    held-out shape x colour x motion triples     zero-shot retrieval      video, audio, text
 instruments   freepats notes via timidity, 18 classes      ESC-50 (labels)          audio
-pitches       the same notes: 6 pitches x 3 loudnesses,    what pretraining can     audio
-              every third instrument held out             teach (pitch = colour)
+pitches       60 instruments x 6 pitches x 3 loudnesses,   what pretraining can     audio
+              20 instruments held out                     teach (pitch = colour)
 ============  ==========================================  =======================  ===========
 
 plus ``vocab.txt`` / ``vectors.npy``: the first 65,536 GloVe 6B words and their 50-d vectors
@@ -223,14 +223,37 @@ def _render(mids: list[Path]) -> list[Path]:
 
 PITCHES = (57, 59, 61, 63, 65, 67)  # A3 + whole tones = the synthetic clips' colour pitches, 220 * 2 ** (c / 6) Hz
 PITCH_PEAKS = (0.1, 0.25, 0.5)      # three loudness levels: -14, -6, 0 dB re NOTE_PEAK
+# The pitch probe's other instruments: every clearly pitched freepats patch beyond INSTRUMENTS (no
+# drums, effects or noises).  With 36 held-out notes (6 instruments) one note moved a probe by 0.028,
+# as much as the differences it had to resolve; these add 14 held-out instruments (120 notes in all).
+MORE_PITCHED = {"bright_piano": 1, "electric_grand": 2, "rhodes": 4, "dx_piano": 5, "clavinet": 7, "celesta": 8,
+                "xylophone": 13, "dulcimer": 15, "hammond_organ": 16, "tango_accordion": 23, "steel_guitar": 25,
+                "jazz_guitar": 26, "clean_guitar": 27, "muted_guitar": 28, "overdriven_guitar": 29,
+                "finger_bass": 33, "pick_bass": 34, "fretless_bass": 35, "slap_bass_1": 36, "slap_bass_2": 37,
+                "synth_bass": 38, "tremolo_strings": 44, "pizzicato_strings": 45, "string_ensemble": 48,
+                "voice_oohs": 53, "tuba": 58, "muted_trumpet": 59, "french_horn": 60, "brass_section": 61,
+                "soprano_sax": 64, "tenor_sax": 66, "baritone_sax": 67, "oboe": 68, "english_horn": 69,
+                "bassoon": 70, "piccolo": 72, "recorder": 74, "bottle_blow": 76, "ocarina": 79, "square_wave": 80,
+                "charang": 84, "steel_drums": 114}
+PITCH_VERSION = 2  # 1: INSTRUMENTS only (18 instruments, 6 held out)
+
+
+def pitch_splits() -> dict[str, tuple[int, str]]:
+    """name -> (GM program, split): every third instrument of each list held out, so the
+    instrument probe's 18 keep the split they had in version 1."""
+    out = {}
+    for table in (INSTRUMENTS, MORE_PITCHED):
+        for k, (name, program) in enumerate(table.items()):
+            out[name] = (program, "eval" if k % 3 == 2 else "train")
+    return out
 
 
 def make_pitches(media: Path) -> None:
     """The pitch probe: 6 classes (the pitches the pretraining clips tie to colour), labelled by
-    folder; every third instrument is held out (eval), each note at 2 velocities x 3 loudnesses."""
+    folder; 60 instruments, 20 held out (eval; :func:`pitch_splits`), each note at 2 velocities x
+    3 loudnesses."""
     mids = []
-    for k, (name, program) in enumerate(INSTRUMENTS.items()):
-        split = "eval" if k % 3 == 2 else "train"
+    for name, (program, split) in pitch_splits().items():
         for pitch in PITCHES:
             folder = media / split / f"midi{pitch}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -246,6 +269,11 @@ def make_pitches(media: Path) -> None:
         wav.unlink()
 
 
+def pitches_current(summary: dict) -> bool:
+    """Whether a demo folder's summary holds this version's pitch probe."""
+    return summary["subsets"].get("pitches/eval", {}).get("version", 1) == PITCH_VERSION
+
+
 def add_pitches(root: Path, workers: int = 2, progress: bool = False) -> dict:
     """Build the pitches/{train,eval} subsets into an existing demo folder and record them in demo.json."""
     summary = json.loads((root / "demo.json").read_text())
@@ -258,7 +286,8 @@ def add_pitches(root: Path, workers: int = 2, progress: bool = False) -> dict:
         index = build(str(media / split), str(dest), max_count=64, workers=workers, progress=progress,
                       source=name, label_from_folder=True)
         summary["subsets"][name] = {"urls": f"{name}/{index['urls']}", "samples": index["samples"],
-                                    "classes": index.get("classes", []), "skipped": index.get("skipped", {})}
+                                    "classes": index.get("classes", []), "skipped": index.get("skipped", {}),
+                                    "version": PITCH_VERSION}
     shutil.rmtree(media, ignore_errors=True)
     (root / "demo.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     return summary
@@ -350,6 +379,7 @@ def build_demo(out: str, workers: int = 2, bbb_clips: int = 149, progress: bool 
     make_pitches(media / "pitches")
     for split in ("train", "eval"):
         shards(f"pitches/{split}", media / "pitches" / split, label_from_folder=True)
+        summary["subsets"][f"pitches/{split}"]["version"] = PITCH_VERSION
     film, how = fetch_bbb(root / "cache")
     if film is None:
         summary["notes"].append(f"bbb left out: {how}")
