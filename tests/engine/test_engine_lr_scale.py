@@ -102,3 +102,9 @@ def test_scaled_tower_steps_by_the_factor(tmp_path):
         moved += name.startswith("backbones.audio") and float(d_plain.abs().max()) > 1e-5
     assert moved > 4  # the audio tower's weights did change, so the factor was tested
     assert "train.lr_scale" in out.get("resume_error", ""), out.get("resume_error")
+
+
+def test_a_pattern_shadowed_by_an_earlier_one_is_an_error():
+    with pytest.raises(UserError) as err:
+        param_groups(_named("backbones.audio.w"), {"backbones": 2.0, "backbones.audio": 3.0})
+    assert "'backbones.audio'" in str(err.value) and "earlier pattern" in str(err.value)

@@ -36,7 +36,8 @@ def param_groups(named: list, lr_scale: Mapping[str, float]) -> list:
     if unused:
         sample = ", ".join(sorted({n.rsplit(".", 1)[0] for n, _ in named})[:6])
         raise UserError(Problem(f"train.lr_scale: pattern {unused[0]!r} matches no trainable parameter name "
-                                f"(re.match from the start; names look like: {sample})", "train.lr_scale"))
+                                f"that an earlier pattern did not take (re.match from the start; names look "
+                                f"like: {sample})", "train.lr_scale"))
     if list(buckets) == [(1.0, False)]:
         return list(named)
     return [{"params": params, **({"lr_scale": scale} if scale != 1.0 else {}),
