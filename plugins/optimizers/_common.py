@@ -1,11 +1,10 @@
 """Config fields every built-in optimizer shares (no torch import: configs load fast)."""
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator, model_validator
 
 import vattfw
+from vattfw.spec.base import check_regex
 
 
 class ClipConfig(vattfw.PluginConfig):
@@ -21,12 +20,7 @@ class ClipConfig(vattfw.PluginConfig):
     @field_validator("clip_params")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression ({exc})") from None
-        return value
+        return value if value is None else check_regex(value)
 
     @model_validator(mode="after")
     def _needs_norm(self) -> "ClipConfig":

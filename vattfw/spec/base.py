@@ -1,11 +1,22 @@
 """Building blocks shared by every spec section and every plugin Config."""
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any, ClassVar
 
 from ..hookspec import KINDS
 from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer, model_validator
+
+
+def check_regex(pattern: str) -> str:
+    """``pattern`` if it compiles, else a ValueError a pydantic validator reports under its field
+    (for fields matched against parameter names: ``train.lr_scale``, an optimizer's ``clip_params``)."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a valid regular expression ({exc})") from None
+    return pattern
 
 
 class Section(BaseModel):

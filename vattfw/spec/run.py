@@ -1,12 +1,11 @@
 """Run-level sections: run, mesh, train, checkpoint, tracking, eval."""
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section, plugin
+from .base import Section, check_regex, plugin
 
 
 class RunSection(Section):
@@ -111,10 +110,7 @@ class TrainSection(Section):
     @classmethod
     def _scales(cls, value: dict[str, float]) -> dict[str, float]:
         for pattern, scale in value.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a valid regular expression ({exc})") from None
+            check_regex(pattern)
             if not scale > 0:
                 raise ValueError(f"{pattern!r}: the factor must be > 0, got {scale} (freeze a part with a "
                                  f"tiny factor, or leave it out for 1x)")
