@@ -52,6 +52,9 @@ def register(sub) -> None:
     d.add_argument("out", metavar="OUT", help="output folder")
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--bbb-clips", type=int, default=149, help="4 s Big Buck Bunny clips (max 149)")
+    d.add_argument("--timbre", choices=["synth", "instruments"], default="synth",
+                   help="the narrated clips' tones: synth (one waveform per shape, the default) or instruments "
+                        "(freepats instruments, a group per shape; docs/data.md)")
     d.set_defaults(func=run_demo)
 
 
@@ -83,7 +86,7 @@ def run_build(args) -> int:
 
 def run_demo(args) -> int:
     from ..data.demo import build_demo
-    summary = build_demo(args.out, args.workers, args.bbb_clips)
+    summary = build_demo(args.out, args.workers, args.bbb_clips, timbre=args.timbre)
     for name, sub in summary["subsets"].items():
         print(f"{name:20s} {sub['samples']:5d} samples  {args.out}/{sub['urls']}")
     for note in summary["notes"]:

@@ -102,15 +102,21 @@ def _track(motion: str, t: float) -> tuple[float, float, float, bool]:
     return cx, cy, r, visible
 
 
-def _sound(shape: str, ci: int, motion: str, rng: np.random.Generator) -> np.ndarray:
-    """Timbre follows the shape, pitch the colour, envelope or glide the motion."""
+def _sound(shape: str, ci: int, motion: str, rng: np.random.Generator, note: np.ndarray | None = None) -> np.ndarray:
+    """Timbre follows the shape, pitch the colour, envelope or glide the motion.  ``note``: an
+    instrument note rendered at the colour's pitch, played instead of the synthetic waveform (a
+    glide reads it faster or slower)."""
     n = SR * SYN_FRAMES // SYN_FPS
     u = np.arange(n) / (n - 1)
     f0 = 220 * 2 ** (ci / 6)
     f = f0 * 2 ** u if motion == "moving up" else f0 * 2 ** (1 - u) if motion == "moving down" else np.full(n, f0)
     ph = 2 * np.pi * np.cumsum(f) / SR
-    x = {"circle": np.sin(ph), "square": np.sign(np.sin(ph)) * 0.5,
-         "triangle": 2 / np.pi * np.arcsin(np.sin(ph))}.get(shape)
+    if note is not None:
+        at = np.concatenate([[0.0], np.cumsum(f[:-1] / f0)])  # source sample read at each output sample
+        x = np.interp(at, np.arange(note.size), note, right=0.0)
+    else:
+        x = {"circle": np.sin(ph), "square": np.sign(np.sin(ph)) * 0.5,
+             "triangle": 2 / np.pi * np.arcsin(np.sin(ph))}.get(shape)
     if x is None:
         x = rng.standard_normal(n) * 0.3 * (0.5 + 0.5 * np.sin(ph))
     env = {"growing": 0.1 + 0.9 * u, "shrinking": 1 - 0.9 * u, "moving left": 1 - 0.5 * u,
@@ -126,8 +132,8 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
         return x.reshape(-1, w.getnchannels()).mean(axis=1), w.getframerate()
 
 
-def _synth_clip(job: tuple[int, int, int, int, str]) -> None:
-    i, si, ci, mi, folder = job
+def _synth_clip(job: tuple[int, int, int, int, str, str]) -> None:
+    i, si, ci, mi, folder, notes = job
     shape, (cname, rgb), motion = SHAPES[si], list(COLOURS.items())[ci], MOTIONS[mi]
     out = Path(folder)
     key = f"syn_{i:04d}"
@@ -146,7 +152,15 @@ def _synth_clip(job: tuple[int, int, int, int, str]) -> None:
     _run(["espeak-ng", "-v", "en-us", "-s", "170", "-w", str(speech_wav), caption])
     speech, rate = _read_wav(speech_wav)
     speech_wav.unlink()
-    sound = _sound(shape, ci, motion, rng)
+    note = None
+    if notes:  # timbre "instruments": one of the shape's instruments, chosen per clip
+        group = PRETRAIN_INSTRUMENTS[si::len(SHAPES)]
+        name = group[int(rng.integers(len(group)))]
+        note, _ = _read_wav(Path(notes) / f"{name}_{PITCHES[ci]}.wav")
+        # the synthetic waveforms' loudness (RMS ~0.5, peak <= 2), so the narration keeps its share
+        rms, peak = float(np.sqrt((note[:3 * SR] ** 2).mean())), float(np.abs(note).max())
+        note = note * min(0.5 / max(rms, 1e-6), 2.0 / max(peak, 1e-6))
+    sound = _sound(shape, ci, motion, rng, note)
     t_out = np.arange(sound.size) / SR
     speech = np.interp(t_out, np.arange(speech.size) / rate, speech, right=0.0)
     audio = np.clip(0.7 * sound + 0.6 * speech, -1, 1).astype(np.float32)
@@ -162,7 +176,15 @@ def _synth_clip(job: tuple[int, int, int, int, str]) -> None:
     (out / f"{key}.json").write_text(json.dumps(meta, sort_keys=True))
 
 
-def make_synth(media: Path, workers: int) -> None:
+def make_synth(media: Path, workers: int, timbre: str = "synth") -> None:
+    """The narrated shape clips; ``timbre``: ``synth`` (one waveform per shape) or ``instruments``
+    (freepats instruments, a group of them per shape: :data:`PRETRAIN_INSTRUMENTS`)."""
+    if timbre not in TIMBRES:
+        raise UserError(Problem(f"timbre {timbre!r}: expected one of {', '.join(TIMBRES)}"))
+    notes = ""
+    if timbre == "instruments":
+        notes = str(media / "notes")
+        make_notes(Path(notes))
     jobs = []
     for si in range(len(SHAPES)):
         for ci in range(len(COLOURS)):
@@ -170,9 +192,11 @@ def make_synth(media: Path, workers: int) -> None:
                 i = len(jobs)
                 split = "eval" if held_out(si, ci, mi) else "train"
                 (media / split).mkdir(parents=True, exist_ok=True)
-                jobs.append((i, si, ci, mi, str(media / split)))
+                jobs.append((i, si, ci, mi, str(media / split), notes))
     with mp.get_context("forkserver").Pool(workers) as pool:
         list(pool.imap_unordered(_synth_clip, jobs))
+    if notes:
+        shutil.rmtree(notes)
 
 
 # -- instruments -----------------------------------------------------------------
@@ -185,8 +209,9 @@ def _vlq(n: int) -> bytes:
     return bytes(out)
 
 
-def _note_midi(path: Path, program: int, pitch: int, velocity: int) -> None:
-    track = (_vlq(0) + bytes([0xC0, program]) + _vlq(0) + bytes([0x90, pitch, velocity]) + _vlq(480)
+def _note_midi(path: Path, program: int, pitch: int, velocity: int, ticks: int = 480) -> None:
+    """One note held ``ticks`` (480 = 0.5 s at the default tempo), then 0.25 s of release."""
+    track = (_vlq(0) + bytes([0xC0, program]) + _vlq(0) + bytes([0x90, pitch, velocity]) + _vlq(ticks)
              + bytes([0x80, pitch, 0]) + _vlq(240) + b"\xff\x2f\x00")
     path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(track)) + track)
 
@@ -267,6 +292,26 @@ def make_pitches(media: Path) -> None:
             shutil.copyfile(wav, out)
             _peak_normalize(out, peak)
         wav.unlink()
+
+
+# Timbre "instruments" of the pretraining clips: the pitch probe's training instruments that are
+# neither held out by it nor in the instrument probe, so no probe test sound is heard in pretraining.
+PRETRAIN_INSTRUMENTS = [name for name, (_, split) in pitch_splits().items()
+                        if split == "train" and name not in INSTRUMENTS]
+TIMBRES = ("synth", "instruments")
+
+
+def make_notes(folder: Path) -> None:
+    """Every :data:`PRETRAIN_INSTRUMENTS` at every colour pitch, held 3 s (a glide over an octave
+    reads 2.9 s of it): ``folder/<name>_<midi pitch>.wav``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pitch_splits()
+    mids = []
+    for name in PRETRAIN_INSTRUMENTS:
+        for pitch in PITCHES:
+            mids.append(folder / f"{name}_{pitch}.mid")
+            _note_midi(mids[-1], table[name][0], pitch, 100, ticks=2880)
+    _render(mids)
 
 
 def pitches_current(summary: dict) -> bool:
@@ -354,7 +399,8 @@ def write_vocabulary(out: Path) -> str:
     return "ok"
 
 
-def build_demo(out: str, workers: int = 2, bbb_clips: int = 149, progress: bool = True) -> dict:
+def build_demo(out: str, workers: int = 2, bbb_clips: int = 149, progress: bool = True,
+               timbre: str = "synth") -> dict:
     """Build everything into ``out``; returns the summary also written to ``out/demo.json``."""
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -370,7 +416,8 @@ def build_demo(out: str, workers: int = 2, bbb_clips: int = 149, progress: bool 
         summary["subsets"][name] = {"urls": f"{name}/{index['urls']}", "samples": index["samples"],
                                     "classes": index.get("classes", []), "skipped": index.get("skipped", {})}
 
-    make_synth(media / "synth", workers)
+    make_synth(media / "synth", workers, timbre)
+    summary["timbre"] = timbre
     for split in ("train", "eval"):
         shards(f"synth/{split}", media / "synth" / split)
     make_instruments(media / "instruments")
